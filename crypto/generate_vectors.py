@@ -1,0 +1,460 @@
+#!/usr/bin/env python3
+"""Write the known-answer vectors in crypto/vectors/ (deterministic: same output every run).
+
+    python crypto/generate_vectors.py          # rewrite the files
+    python crypto/generate_vectors.py --check  # exit 1 if the files differ from a fresh run
+
+Envelopes are built here byte by byte from libsodium primitives (PyNaCl), not through
+secretlink's own seal(), so the vectors check the implementations rather than
+repeat them. Every valid envelope is confirmed with libsodium's crypto_box_seal_open.
+"""
+
+import argparse
+import base64
+import json
+import sys
+from pathlib import Path
+
+from nacl.bindings import (
+    crypto_box,
+    crypto_box_seal_open,
+    crypto_generichash_blake2b_salt_personal,
+    crypto_scalarmult_base,
+    sodium_pad,
+)
+
+VECTORS = Path(__file__).resolve().parent / "vectors"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from secretlink.crypto import proof  # noqa: E402  (for the MAC answers only)
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def blake2b(data: bytes, size: int = 32, key: bytes = b"") -> bytes:
+    return crypto_generichash_blake2b_salt_personal(data, digest_size=size, key=key)
+
+
+def seeded(label: str) -> bytes:
+    """32 fixed bytes per label, so every run writes the same vectors."""
+    return blake2b(b"secretlink/v1/test-vectors/" + label.encode())
+
+
+def field(tag: int, value: bytes) -> bytes:
+    return bytes([tag]) + len(value).to_bytes(4, "big") + value
+
+
+def text_payload(text: str) -> bytes:
+    return field(0x01, text.encode())
+
+
+def canonical_pad(payload: bytes) -> bytes:
+    bucket = next(b for b in (256 << i for i in range(9)) if len(payload) < b)
+    return sodium_pad(payload, bucket)
+
+
+def seal_raw(inner: bytes, recipient_pk: bytes, label: str, outer_version: int = 1) -> bytes:
+    """crypto_box_seal with a fixed ephemeral key, prefixed with the outer version byte."""
+    esk = seeded("ephemeral/" + label)
+    epk = crypto_scalarmult_base(esk)
+    nonce = blake2b(epk + recipient_pk, size=24)
+    return bytes([outer_version]) + epk + crypto_box(inner, nonce, recipient_pk, esk)
+
+
+RECIPIENT_SK = seeded("recipient")
+RECIPIENT_PK = crypto_scalarmult_base(RECIPIENT_SK)
+OTHER_SK = seeded("someone-else")
+
+
+def valid(desc: str, text: str, payload: bytes | None = None) -> dict:
+    payload = text_payload(text) if payload is None else payload
+    inner = b"\x01" + canonical_pad(payload)
+    envelope = seal_raw(inner, RECIPIENT_PK, desc)
+    assert crypto_box_seal_open(envelope[1:], RECIPIENT_PK, RECIPIENT_SK) == inner
+    return {
+        "desc": desc,
+        "secret_key": b64(RECIPIENT_SK),
+        "envelope": b64(envelope),
+        "expect": "ok",
+        "text": text,
+    }
+
+
+def invalid(desc: str, expect: str, envelope: bytes, secret_key: bytes = RECIPIENT_SK) -> dict:
+    return {
+        "desc": desc,
+        "secret_key": b64(secret_key),
+        "envelope": b64(envelope),
+        "expect": expect,
+    }
+
+
+def sealed_inner(desc: str, inner: bytes) -> bytes:
+    return seal_raw(inner, RECIPIENT_PK, desc)
+
+
+def envelope_cases() -> list[dict]:
+    good = seal_raw(b"\x01" + canonical_pad(text_payload("hello")), RECIPIENT_PK, "base")
+    flip = lambda data, index: data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1 :]  # noqa: E731
+    low_order = bytes(32)
+    cases = [
+        valid("short ASCII text", "hello"),
+        valid("empty text", ""),
+        valid(
+            "multi-byte UTF-8, emoji and right-to-left text", "grüße ✉️ 🔐 \u05e9\u05dc\u05d5\u05dd"
+        ),
+        valid("text with NUL and control characters", "a\x00b\x01\n\tc"),
+        valid("payload of 255 bytes fills the 256-byte bucket exactly", "x" * 250),
+        valid("payload of 256 bytes moves to the 512-byte bucket", "x" * 251),
+        valid("largest text v1 allows (65530 bytes, 65536-byte bucket)", "m" * 65530),
+        valid(
+            "unknown optional field (tag 0x80) after the text is ignored",
+            "with an extra field",
+            text_payload("with an extra field") + field(0x80, b"later feature"),
+        ),
+        {
+            "desc": "base64url with padding is not canonical",
+            "secret_key": b64(RECIPIENT_SK),
+            "envelope": b64(good) + "==",
+            "expect": "EncodingError",
+        },
+        {
+            "desc": "standard base64 alphabet (+ /) is refused",
+            "secret_key": b64(RECIPIENT_SK),
+            "envelope": b64(good).replace("-", "+").replace("_", "/") + "+/",
+            "expect": "EncodingError",
+        },
+        invalid("empty envelope", "SizeError", b""),
+        invalid("unknown outer version 2", "VersionError", b"\x02" + good[1:]),
+        invalid("outer version 0", "VersionError", b"\x00" + good[1:]),
+        invalid(
+            "sealed version 2 inside an outer version 1",
+            "VersionError",
+            sealed_inner("inner version", b"\x02" + canonical_pad(text_payload("hi"))),
+        ),
+        invalid("truncated by one byte", "SizeError", good[:-1]),
+        invalid("one extra byte", "SizeError", good + b"\x00"),
+        invalid("only the version and ephemeral key", "SizeError", good[:33]),
+        invalid("ciphertext byte flipped", "DecryptError", flip(good, len(good) - 1)),
+        invalid("Poly1305 tag byte flipped", "DecryptError", flip(good, 33)),
+        invalid("ephemeral public key bit flipped", "DecryptError", flip(good, 5)),
+        invalid("sealed to another key", "DecryptError", good, secret_key=OTHER_SK),
+        invalid(
+            "all-zero (low-order) ephemeral key",
+            "InvalidKeyError",
+            good[:1] + low_order + good[33:],
+        ),
+        invalid(
+            "ephemeral key with the top bit set (non-canonical)",
+            "InvalidKeyError",
+            good[:32] + bytes([good[32] | 0x80]) + good[33:],
+        ),
+        invalid(
+            "padding without the 0x80 marker",
+            "PaddingError",
+            sealed_inner("no marker", b"\x01" + text_payload("hi").ljust(256, b"\x00")),
+        ),
+        invalid(
+            "non-zero byte after the padding marker",
+            "PaddingError",
+            sealed_inner(
+                "dirty pad", b"\x01" + (text_payload("hi") + b"\x80\x01").ljust(256, b"\x00")
+            ),
+        ),
+        invalid(
+            "padded to a larger bucket than needed",
+            "PaddingError",
+            sealed_inner("big bucket", b"\x01" + sodium_pad(text_payload("hi"), 512)),
+        ),
+        invalid(
+            "unknown critical field 0x02",
+            "PayloadError",
+            sealed_inner(
+                "critical", b"\x01" + canonical_pad(text_payload("hi") + field(0x02, b"x"))
+            ),
+        ),
+        invalid(
+            "text is not valid UTF-8",
+            "PayloadError",
+            sealed_inner("utf8", b"\x01" + canonical_pad(field(0x01, b"\xff\xfe"))),
+        ),
+        invalid(
+            "UTF-8 encoded surrogate half",
+            "PayloadError",
+            sealed_inner("surrogate", b"\x01" + canonical_pad(field(0x01, b"\xed\xa0\x80"))),
+        ),
+        invalid(
+            "field length runs past the payload",
+            "PayloadError",
+            sealed_inner("overrun", b"\x01" + canonical_pad(b"\x01\x00\x00\x00\x09abc")),
+        ),
+        invalid(
+            "text field twice (tags not increasing)",
+            "PayloadError",
+            sealed_inner("twice", b"\x01" + canonical_pad(text_payload("a") + text_payload("b"))),
+        ),
+        invalid(
+            "no text field, only an optional one",
+            "PayloadError",
+            sealed_inner("no text", b"\x01" + canonical_pad(field(0x81, b"x"))),
+        ),
+        invalid(
+            "truncated field header",
+            "PayloadError",
+            sealed_inner("short header", b"\x01" + canonical_pad(text_payload("a") + b"\x81\x00")),
+        ),
+        invalid(
+            "reserved tag 0x00",
+            "PayloadError",
+            sealed_inner("tag zero", b"\x01" + canonical_pad(field(0x00, b"") + text_payload("a"))),
+        ),
+    ]
+    return cases
+
+
+def public_key_cases() -> list[dict]:
+    p = 2**255 - 19
+    le = lambda n: n.to_bytes(32, "little")  # noqa: E731
+    low_order_points = {
+        "zero (order 2)": le(0),
+        "one (order 4)": le(1),
+        "order 8 point (e0eb7a7c...)": bytes.fromhex(
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"
+        ),
+        "order 8 point (5f9c95bc...)": bytes.fromhex(
+            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"
+        ),
+        "p - 1 (order 4, on the twist)": le(p - 1),
+    }
+    cases = [{"desc": "a normal public key", "text": b64(RECIPIENT_PK), "expect": "ok"}]
+    for name, point in low_order_points.items():
+        cases.append(
+            {"desc": f"low-order point: {name}", "text": b64(point), "expect": "InvalidKeyError"}
+        )
+    cases += [
+        {
+            "desc": "p (non-canonical encoding of 0)",
+            "text": b64(le(p)),
+            "expect": "InvalidKeyError",
+        },
+        {
+            "desc": "p + 1 (non-canonical encoding of 1)",
+            "text": b64(le(p + 1)),
+            "expect": "InvalidKeyError",
+        },
+        {
+            "desc": "top bit set on a valid key",
+            "text": b64(RECIPIENT_PK[:31] + bytes([RECIPIENT_PK[31] | 0x80])),
+            "expect": "InvalidKeyError",
+        },
+        {"desc": "31 bytes", "text": b64(RECIPIENT_PK[:31]), "expect": "InvalidKeyError"},
+        {"desc": "33 bytes", "text": b64(RECIPIENT_PK + b"\x00"), "expect": "InvalidKeyError"},
+        {
+            "desc": "with base64 padding",
+            "text": b64(RECIPIENT_PK) + "=",
+            "expect": "InvalidKeyError",
+        },
+        {
+            "desc": "standard alphabet character",
+            "text": "+" + b64(RECIPIENT_PK)[1:],
+            "expect": "InvalidKeyError",
+        },
+        # 43 characters carry 258 bits: the last character's two low bits are unused.
+        {
+            "desc": "non-zero unused bits in the last character",
+            "text": b64(RECIPIENT_PK)[:-1] + "B",
+            "expect": "InvalidKeyError",
+        },
+        {"desc": "empty", "text": "", "expect": "InvalidKeyError"},
+    ]
+    return cases
+
+
+def base64_cases() -> list[dict]:
+    rows = [
+        ("empty", "", "ok", b""),
+        ("one byte", "_w", "ok", b"\xff"),
+        ("two bytes", "-_8", "ok", b"\xfb\xff"),
+        ("three bytes", "AAEC", "ok", b"\x00\x01\x02"),
+        ("padding is refused", "_w==", "EncodingError", None),
+        ("standard alphabet + is refused", "+w", "EncodingError", None),
+        ("standard alphabet / is refused", "/w", "EncodingError", None),
+        ("white space is refused", "AA EC", "EncodingError", None),
+        ("trailing newline is refused", "AAEC\n", "EncodingError", None),
+        ("impossible length (5 characters)", "AAECA", "EncodingError", None),
+        ("non-zero unused bits (_x for 0xff)", "_x", "EncodingError", None),
+        ("non-zero unused bits (-_9)", "-_9", "EncodingError", None),
+        ("non-ASCII character", "AAE\u00e9", "EncodingError", None),
+    ]
+    return [
+        {"desc": d, "text": t, "expect": e, **({"bytes": b.hex()} if b is not None else {})}
+        for d, t, e, b in rows
+    ]
+
+
+def key_file_cases() -> list[dict]:
+    sk, pk = b64(RECIPIENT_SK), b64(RECIPIENT_PK)
+    other_pk = b64(crypto_scalarmult_base(OTHER_SK))
+    doc = lambda **fields: json.dumps(  # noqa: E731
+        {"format": "secretlink-key", "version": 1, "public_key": pk, "secret_key": sk} | fields
+    )
+    return [
+        {
+            "desc": "minimal key file",
+            "text": doc(),
+            "expect": "ok",
+            "public_key": pk,
+            "server": None,
+        },
+        {
+            "desc": "with server",
+            "text": doc(server="https://secretlink.example"),
+            "expect": "ok",
+            "public_key": pk,
+            "server": "https://secretlink.example",
+        },
+        {
+            "desc": "unknown members are ignored",
+            "text": doc(comment="mine"),
+            "expect": "ok",
+            "public_key": pk,
+            "server": None,
+        },
+        {
+            "desc": "public key of another secret key",
+            "text": doc(public_key=other_pk),
+            "expect": "KeyFileError",
+        },
+        {"desc": "wrong format name", "text": doc(format="age"), "expect": "KeyFileError"},
+        {"desc": "version 2", "text": doc(version=2), "expect": "KeyFileError"},
+        {"desc": "version as a string", "text": doc(version="1"), "expect": "KeyFileError"},
+        {"desc": "version as a boolean", "text": doc(version=True), "expect": "KeyFileError"},
+        {
+            "desc": "secret key of 31 bytes",
+            "text": doc(secret_key=b64(RECIPIENT_SK[:31])),
+            "expect": "KeyFileError",
+        },
+        {
+            "desc": "secret key in padded base64",
+            "text": doc(secret_key=sk + "="),
+            "expect": "KeyFileError",
+        },
+        {
+            "desc": "missing secret key",
+            "text": json.dumps({"format": "secretlink-key", "version": 1, "public_key": pk}),
+            "expect": "KeyFileError",
+        },
+        {"desc": "server is not a string", "text": doc(server=5), "expect": "KeyFileError"},
+        {"desc": "not JSON", "text": "-----BEGIN PRIVATE KEY-----", "expect": "KeyFileError"},
+        {"desc": "a JSON array", "text": "[]", "expect": "KeyFileError"},
+    ]
+
+
+def auth_cases() -> list[dict]:
+    nonce = seeded("auth nonce")
+    e = seeded("server ephemeral")
+    big_e = crypto_scalarmult_base(e)
+    expires_at = 1795000000
+    cases = []
+    for origin in ("https://secretlink.example", "http://127.0.0.1:8000"):
+        mac = proof.prove(RECIPIENT_SK, big_e, nonce, expires_at, origin)
+        transcript = proof.transcript(RECIPIENT_PK, big_e, nonce, expires_at, origin)
+        cases.append(
+            {
+                "desc": f"proof for {origin}",
+                "secret_key": b64(RECIPIENT_SK),
+                "public_key": b64(RECIPIENT_PK),
+                "server_secret": b64(e),
+                "server_key": b64(big_e),
+                "nonce": b64(nonce),
+                "expires_at": expires_at,
+                "origin": origin,
+                "transcript": b64(transcript),
+                "mac": b64(mac),
+                "expect": "ok",
+            }
+        )
+    base = cases[0]
+    cases += [
+        base
+        | {
+            "desc": "answer checked against another origin",
+            "verify_origin": "https://evil.example",
+            "expect": "AuthError",
+        },
+        base
+        | {
+            "desc": "answer checked against another expiry",
+            "verify_expires_at": expires_at + 60,
+            "expect": "AuthError",
+        },
+        base
+        | {
+            "desc": "answer checked for another inbox",
+            "verify_public_key": b64(crypto_scalarmult_base(OTHER_SK)),
+            "expect": "AuthError",
+        },
+        base
+        | {
+            "desc": "MAC with one bit flipped",
+            "mac": b64(bytes([b64d(base["mac"])[0] ^ 1]) + b64d(base["mac"])[1:]),
+            "expect": "AuthError",
+        },
+    ]
+    return cases
+
+
+def b64d(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+FILES = {
+    "envelope.json": (
+        "Decrypt direction: open `envelope` with `secret_key`; `ok` gives `text`.",
+        envelope_cases,
+    ),
+    "public_key.json": ("Parse `text` as a public key (as in a link).", public_key_cases),
+    "base64.json": (
+        "Decode `text` as canonical unpadded base64url; `ok` gives `bytes` (hex).",
+        base64_cases,
+    ),
+    "key_file.json": ("Load `text` as a key file.", key_file_cases),
+    "auth.json": (
+        "Proof of possession: prove(secret_key, server_key, nonce, expires_at, origin) "
+        "== mac; verify(server_secret, verify_public_key or public_key, nonce, "
+        "verify_expires_at or expires_at, verify_origin or origin, mac).",
+        auth_cases,
+    ),
+}
+
+
+def render(name: str) -> str:
+    about, build = FILES[name]
+    document = {"spec": "secretlink v1, crypto/SPEC.md", "about": about, "cases": build()}
+    return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare instead of writing")
+    args = parser.parse_args()
+    VECTORS.mkdir(exist_ok=True)
+    stale = []
+    for name in FILES:
+        path = VECTORS / name
+        text = render(name)
+        if args.check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(name)
+        else:
+            path.write_text(text, encoding="utf-8")
+    if stale:
+        print("vectors differ from a fresh run: " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,371 @@
+// secretlink v1 envelope, key file and proof of possession, for browsers and node.
+//
+// crypto/SPEC.md is the normative text; secretlink/crypto/ is the Python twin, and
+// both pass the vectors in crypto/vectors/. Primitives come from audited packages:
+// tweetnacl (X25519, XSalsa20-Poly1305: libsodium's crypto_box) and @noble/hashes
+// (BLAKE2b). Both are pure JavaScript, so this works with WebAssembly and JIT off.
+
+import nacl from "tweetnacl";
+import { blake2b } from "@noble/hashes/blake2.js";
+
+export const VERSION = 1;
+export const KEY_BYTES = 32;
+export const BUCKETS = Object.freeze([256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536]);
+export const MAX_PADDED = BUCKETS[BUCKETS.length - 1];
+const FIELD_HEADER = 5;
+const TAG_TEXT = 0x01;
+const SEAL_BYTES = 48; // ephemeral public key + Poly1305 tag
+export const MAX_TEXT_BYTES = MAX_PADDED - 1 - FIELD_HEADER;
+export const OVERHEAD = 1 + SEAL_BYTES + 1;
+export const MAX_ENVELOPE = OVERHEAD + MAX_PADDED;
+
+const encoder = new TextEncoder();
+const strictDecoder = new TextDecoder("utf-8", { fatal: true });
+
+// ---- errors: the names match the Python classes and the vectors' `expect` ----
+
+export class SecretlinkCryptoError extends Error {
+  get name() {
+    return this.constructor.name;
+  }
+}
+export class EncodingError extends SecretlinkCryptoError {}
+export class InvalidKeyError extends SecretlinkCryptoError {}
+export class VersionError extends SecretlinkCryptoError {}
+export class SizeError extends SecretlinkCryptoError {}
+export class DecryptError extends SecretlinkCryptoError {}
+export class PaddingError extends SecretlinkCryptoError {}
+export class PayloadError extends SecretlinkCryptoError {}
+export class KeyFileError extends SecretlinkCryptoError {}
+export class AuthError extends SecretlinkCryptoError {}
+
+// ---- canonical unpadded base64url ----
+
+const B64URL = /^[A-Za-z0-9_-]*$/;
+
+export function b64encode(bytes) {
+  // Chunks of 32 KiB: one String.fromCharCode call per chunk instead of per byte
+  // (an envelope is up to 64 KiB), within engines' argument-count limits.
+  const chunks = [];
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    chunks.push(String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000)));
+  }
+  return btoa(chunks.join("")).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+export function b64decode(text) {
+  if (typeof text !== "string" || !B64URL.test(text)) {
+    throw new EncodingError("not unpadded base64url (allowed: A-Z a-z 0-9 - _)");
+  }
+  if (text.length % 4 === 1) throw new EncodingError("impossible base64url length");
+  const binary = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
+  const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+  // Re-encoding catches a last character whose unused bits are not zero.
+  if (b64encode(bytes) !== text) {
+    throw new EncodingError("non-canonical base64url (unused bits are not zero)");
+  }
+  return bytes;
+}
+
+// ---- keys ----
+
+// The canonical u-coordinates of every point of order 1, 2, 4 or 8 on Curve25519 and
+// its twist (libsodium's small-order blocklist less the non-canonical entries, which
+// the checks below refuse anyway). tweetnacl, unlike libsodium, would accept them.
+const LOW_ORDER_POINTS = [
+  "0000000000000000000000000000000000000000000000000000000000000000",
+  "0100000000000000000000000000000000000000000000000000000000000000",
+  "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+  "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+];
+
+function toHex(bytes) {
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+// 2^255 - 19 in little-endian bytes.
+const FIELD_PRIME = Uint8Array.from([0xed, ...new Array(30).fill(0xff), 0x7f]);
+
+function lessThanLE(a, b) {
+  for (let i = a.length - 1; i >= 0; i--) {
+    if (a[i] !== b[i]) return a[i] < b[i];
+  }
+  return false;
+}
+
+export function checkPublicKey(publicKey) {
+  if (!(publicKey instanceof Uint8Array) || publicKey.length !== KEY_BYTES) {
+    throw new InvalidKeyError(`public key must be ${KEY_BYTES} bytes`);
+  }
+  if (publicKey[31] & 0x80) throw new InvalidKeyError("public key has its top bit set (non-canonical)");
+  if (!lessThanLE(publicKey, FIELD_PRIME)) {
+    throw new InvalidKeyError("public key is not reduced modulo 2^255-19 (non-canonical)");
+  }
+  // A list lookup, not a scalar multiplication: cheap even without a JIT.
+  if (LOW_ORDER_POINTS.includes(toHex(publicKey))) {
+    throw new InvalidKeyError("public key has low order");
+  }
+  return publicKey;
+}
+
+export function decodePublicKey(text) {
+  if (typeof text !== "string" || text.length !== 43) {
+    throw new InvalidKeyError("public key must be 43 base64url characters");
+  }
+  let raw;
+  try {
+    raw = b64decode(text);
+  } catch (err) {
+    throw new InvalidKeyError(`public key: ${err.message}`);
+  }
+  return checkPublicKey(raw);
+}
+
+export function generateKeyPair() {
+  const { publicKey, secretKey } = nacl.box.keyPair();
+  return { publicKey, secretKey };
+}
+
+export function keyPairFromSecret(secretKey) {
+  if (!(secretKey instanceof Uint8Array) || secretKey.length !== KEY_BYTES) {
+    throw new InvalidKeyError(`secret key must be ${KEY_BYTES} bytes`);
+  }
+  return { publicKey: nacl.scalarMult.base(secretKey), secretKey };
+}
+
+// ---- payload and padding ----
+
+export function bucketFor(payloadLength) {
+  for (const bucket of BUCKETS) if (payloadLength < bucket) return bucket;
+  throw new SizeError(`payload of ${payloadLength} bytes exceeds the v1 maximum`);
+}
+
+export function encodePayload(message) {
+  if (typeof message.text !== "string" || !message.text.isWellFormed()) {
+    throw new PayloadError("text is not encodable as UTF-8 (lone surrogate)");
+  }
+  const text = encoder.encode(message.text);
+  if (text.length > MAX_TEXT_BYTES) {
+    throw new SizeError(`message is ${text.length} bytes; the limit is ${MAX_TEXT_BYTES}`);
+  }
+  const payload = new Uint8Array(FIELD_HEADER + text.length);
+  payload[0] = TAG_TEXT;
+  new DataView(payload.buffer).setUint32(1, text.length);
+  payload.set(text, FIELD_HEADER);
+  return payload;
+}
+
+export function decodePayload(payload) {
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  const fields = new Map();
+  let offset = 0;
+  let lastTag = 0;
+  while (offset < payload.length) {
+    if (payload.length - offset < FIELD_HEADER) throw new PayloadError("truncated field header");
+    const tag = payload[offset];
+    const length = view.getUint32(offset + 1);
+    offset += FIELD_HEADER;
+    if (tag <= lastTag) throw new PayloadError("field tags must be strictly increasing and non-zero");
+    if (length > payload.length - offset) {
+      throw new PayloadError("field length runs past the end of the payload");
+    }
+    fields.set(tag, payload.subarray(offset, offset + length));
+    offset += length;
+    lastTag = tag;
+  }
+  for (const tag of fields.keys()) {
+    if (tag < 0x80 && tag !== TAG_TEXT) {
+      throw new PayloadError(`unknown critical field 0x${tag.toString(16).padStart(2, "0")}`);
+    }
+  }
+  if (!fields.has(TAG_TEXT)) throw new PayloadError("payload has no text field");
+  let text;
+  try {
+    text = strictDecoder.decode(fields.get(TAG_TEXT));
+  } catch {
+    throw new PayloadError("text is not valid UTF-8");
+  }
+  return { text };
+}
+
+// ISO/IEC 7816-4 padding, as libsodium's sodium_pad: 0x80, then zeros to the bucket.
+export function pad(payload) {
+  const padded = new Uint8Array(bucketFor(payload.length));
+  padded.set(payload);
+  padded[payload.length] = 0x80;
+  return padded;
+}
+
+export function unpad(padded) {
+  if (!BUCKETS.includes(padded.length)) {
+    throw new PaddingError(`padded length ${padded.length} is not a v1 bucket`);
+  }
+  let end = padded.length - 1;
+  while (end >= 0 && padded[end] === 0) end--;
+  if (end < 0 || padded[end] !== 0x80) {
+    throw new PaddingError("malformed padding (no 0x80 marker followed by zeros)");
+  }
+  if (bucketFor(end) !== padded.length) {
+    throw new PaddingError("padding is longer than the smallest bucket that fits");
+  }
+  return padded.subarray(0, end);
+}
+
+// ---- the envelope ----
+
+export function validateEnvelopeShape(envelope) {
+  if (envelope.length === 0) throw new SizeError("envelope is empty");
+  if (envelope[0] !== VERSION) throw new VersionError(`unknown envelope version ${envelope[0]}`);
+  if (!BUCKETS.some((bucket) => envelope.length === OVERHEAD + bucket)) {
+    throw new SizeError(`envelope length ${envelope.length} is not a v1 size`);
+  }
+}
+
+function sealNonce(ephemeralPublicKey, recipientPublicKey) {
+  const input = new Uint8Array(2 * KEY_BYTES);
+  input.set(ephemeralPublicKey);
+  input.set(recipientPublicKey, KEY_BYTES);
+  return blake2b(input, { dkLen: nacl.box.nonceLength });
+}
+
+// libsodium's crypto_box_seal: epk || crypto_box(m, blake2b(epk || pk, 24), pk, esk).
+function sealBox(plaintext, recipientPublicKey) {
+  const ephemeral = nacl.box.keyPair();
+  const nonce = sealNonce(ephemeral.publicKey, recipientPublicKey);
+  const box = nacl.box(plaintext, nonce, recipientPublicKey, ephemeral.secretKey);
+  ephemeral.secretKey.fill(0);
+  const sealed = new Uint8Array(KEY_BYTES + box.length);
+  sealed.set(ephemeral.publicKey);
+  sealed.set(box, KEY_BYTES);
+  return sealed;
+}
+
+export function seal(message, recipientPublicKey) {
+  if (typeof message === "string") message = { text: message };
+  checkPublicKey(recipientPublicKey);
+  const padded = pad(encodePayload(message));
+  const inner = new Uint8Array(1 + padded.length);
+  inner[0] = VERSION;
+  inner.set(padded, 1);
+  const sealed = sealBox(inner, recipientPublicKey);
+  const envelope = new Uint8Array(1 + sealed.length);
+  envelope[0] = VERSION;
+  envelope.set(sealed, 1);
+  return envelope;
+}
+
+export function openEnvelope(envelope, secretKey) {
+  if (!(secretKey instanceof Uint8Array) || secretKey.length !== KEY_BYTES) {
+    throw new DecryptError("secret key must be 32 bytes");
+  }
+  validateEnvelopeShape(envelope);
+  const ephemeralPublicKey = envelope.subarray(1, 1 + KEY_BYTES);
+  checkPublicKey(ephemeralPublicKey);
+  const recipientPublicKey = nacl.scalarMult.base(secretKey);
+  const nonce = sealNonce(ephemeralPublicKey, recipientPublicKey);
+  const inner = nacl.box.open(envelope.subarray(1 + KEY_BYTES), nonce, ephemeralPublicKey, secretKey);
+  if (inner === null) {
+    throw new DecryptError("envelope does not open with this key (tampered or not for it)");
+  }
+  if (inner[0] !== envelope[0]) throw new VersionError("sealed version does not match the envelope version");
+  return decodePayload(unpad(inner.subarray(1)));
+}
+
+// ---- key file ----
+
+export const KEY_FILE_FORMAT = "secretlink-key";
+export const KEY_FILE_VERSION = 1;
+const MAX_KEY_FILE_BYTES = 4096;
+
+export function dumpKeyFile({ secretKey, publicKey, server }) {
+  const document = {
+    format: KEY_FILE_FORMAT,
+    version: KEY_FILE_VERSION,
+    public_key: b64encode(publicKey),
+    secret_key: b64encode(secretKey),
+  };
+  if (server) document.server = server;
+  return JSON.stringify(document, null, 2) + "\n";
+}
+
+export function loadKeyFile(text) {
+  if (typeof text !== "string" || encoder.encode(text).length > MAX_KEY_FILE_BYTES) {
+    throw new KeyFileError("key file is too large to be a secretlink key file");
+  }
+  let document;
+  try {
+    document = JSON.parse(text);
+  } catch {
+    throw new KeyFileError("not a secretlink key file (not JSON)");
+  }
+  if (document === null || typeof document !== "object" || Array.isArray(document) ||
+      document.format !== KEY_FILE_FORMAT) {
+    throw new KeyFileError("not a secretlink key file (format is not secretlink-key)");
+  }
+  if (document.version !== KEY_FILE_VERSION) { // strict: true or "1" are refused
+    throw new KeyFileError(`unsupported key file version ${JSON.stringify(document.version)}`);
+  }
+  let keyPair;
+  let publicKey;
+  try {
+    keyPair = keyPairFromSecret(b64decode(document.secret_key));
+    publicKey = b64decode(document.public_key);
+  } catch (err) {
+    throw new KeyFileError(`key file holds a malformed key: ${err.message}`);
+  }
+  if (b64encode(publicKey) !== b64encode(keyPair.publicKey)) {
+    throw new KeyFileError("key file's public key does not belong to its secret key");
+  }
+  if (document.server !== undefined && document.server !== null && typeof document.server !== "string") {
+    throw new KeyFileError("key file's server must be a string");
+  }
+  return { ...keyPair, server: document.server || null };
+}
+
+// ---- proof of possession ----
+
+const AUTH_PURPOSE = encoder.encode("secretlink/v1/auth");
+const AUTH_KEY_PURPOSE = encoder.encode("secretlink/v1/auth-key");
+
+const MAX_ORIGIN_LENGTH = 2048;
+
+export function authTranscript(publicKey, serverKey, nonce, expiresAt, origin) {
+  if (typeof origin !== "string" || !/^[\x20-\x7e]*$/.test(origin) || origin.length > MAX_ORIGIN_LENGTH) {
+    throw new AuthError(`origin must be printable ASCII of at most ${MAX_ORIGIN_LENGTH} characters`);
+  }
+  if (nonce.length !== 32) throw new AuthError("nonce must be 32 bytes");
+  if (publicKey.length !== KEY_BYTES || serverKey.length !== KEY_BYTES) {
+    throw new AuthError(`keys in the transcript must be ${KEY_BYTES} bytes`);
+  }
+  if (!Number.isSafeInteger(expiresAt) || expiresAt < 0) {
+    throw new AuthError("expiry must be a non-negative whole number of seconds");
+  }
+  const originBytes = encoder.encode(origin);
+  const out = new Uint8Array(AUTH_PURPOSE.length + 1 + 96 + 8 + 2 + originBytes.length);
+  const view = new DataView(out.buffer);
+  let at = 0;
+  out.set(AUTH_PURPOSE, at);
+  at += AUTH_PURPOSE.length + 1; // followed by one zero byte
+  for (const part of [publicKey, serverKey, nonce]) {
+    out.set(part, at);
+    at += part.length;
+  }
+  view.setBigUint64(at, BigInt(expiresAt));
+  view.setUint16(at + 8, originBytes.length);
+  out.set(originBytes, at + 10);
+  return out;
+}
+
+export function proveInbox(secretKey, serverKey, nonce, expiresAt, origin) {
+  checkPublicKey(serverKey);
+  if (!(secretKey instanceof Uint8Array) || secretKey.length !== KEY_BYTES) {
+    throw new AuthError(`secret key must be ${KEY_BYTES} bytes`);
+  }
+  const shared = nacl.scalarMult(secretKey, serverKey);
+  const macKey = blake2b(AUTH_KEY_PURPOSE, { dkLen: 32, key: shared });
+  const publicKey = nacl.scalarMult.base(secretKey);
+  return blake2b(authTranscript(publicKey, serverKey, nonce, expiresAt, origin), {
+    dkLen: 32,
+    key: macKey,
+  });
+}

@@ -1,0 +1,55 @@
+// crypto/secretlink.js against the shared vector files, with node's own test runner.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import * as sl from "../secretlink.js";
+
+const cases = (name) =>
+  JSON.parse(readFileSync(new URL(`../vectors/${name}`, import.meta.url), "utf8")).cases;
+
+function expectOutcome(testCase, run, check) {
+  if (testCase.expect === "ok") {
+    check(run());
+    return;
+  }
+  const errorClass = sl[testCase.expect];
+  assert.ok(errorClass && errorClass.prototype instanceof sl.SecretlinkCryptoError, testCase.expect);
+  assert.throws(run, (err) => err instanceof errorClass && err.name === testCase.expect);
+}
+
+for (const c of cases("envelope.json")) {
+  test(`envelope: ${c.desc}`, () =>
+    expectOutcome(
+      c,
+      () => sl.openEnvelope(sl.b64decode(c.envelope), sl.b64decode(c.secret_key)),
+      (message) => assert.equal(message.text, c.text),
+    ));
+}
+
+for (const c of cases("public_key.json")) {
+  test(`public key: ${c.desc}`, () =>
+    expectOutcome(c, () => sl.decodePublicKey(c.text), (key) => assert.equal(sl.b64encode(key), c.text)));
+}
+
+for (const c of cases("base64.json")) {
+  test(`base64: ${c.desc}`, () =>
+    expectOutcome(c, () => sl.b64decode(c.text), (bytes) =>
+      assert.equal(Buffer.from(bytes).toString("hex"), c.bytes)));
+}
+
+for (const c of cases("key_file.json")) {
+  test(`key file: ${c.desc}`, () =>
+    expectOutcome(c, () => sl.loadKeyFile(c.text), (keyFile) => {
+      assert.equal(sl.b64encode(keyFile.publicKey), c.public_key);
+      assert.equal(keyFile.server, c.server);
+    }));
+}
+
+for (const c of cases("auth.json").filter((c) => c.expect === "ok")) {
+  test(`auth: ${c.desc}`, () => {
+    const args = [sl.b64decode(c.public_key), sl.b64decode(c.server_key), sl.b64decode(c.nonce), c.expires_at, c.origin];
+    assert.equal(sl.b64encode(sl.authTranscript(...args)), c.transcript);
+    const mac = sl.proveInbox(sl.b64decode(c.secret_key), ...args.slice(1));
+    assert.equal(sl.b64encode(mac), c.mac);
+  });
+}

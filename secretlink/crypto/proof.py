@@ -1,0 +1,99 @@
+"""Proof of possession: showing the server you hold an inbox's secret key.
+
+The server never asks the client to decrypt anything (it could pass a stored
+message off as a challenge). Instead it sends a fresh nonce and an ephemeral X25519
+key E; the client answers with a keyed BLAKE2b MAC under a key only the holders of
+X25519(sk, E) = X25519(e, pk) can derive, over a transcript that binds the purpose,
+the inbox key, E, the nonce, the expiry and the server's origin.
+"""
+
+from nacl.bindings import crypto_scalarmult, crypto_scalarmult_base, sodium_memcmp
+from nacl.encoding import RawEncoder
+from nacl.exceptions import CryptoError
+from nacl.hash import blake2b
+
+from secretlink.crypto.errors import AuthError, InvalidKeyError
+from secretlink.crypto.keys import KEY_BYTES, check_public_key
+
+AUTH_PURPOSE = b"secretlink/v1/auth"
+AUTH_KEY_PURPOSE = b"secretlink/v1/auth-key"
+EPHEMERAL_PURPOSE = b"secretlink/v1/auth-ephemeral"
+NONCE_BYTES = 32
+MAC_BYTES = 32
+MAX_ORIGIN_LENGTH = 2048
+
+
+def _blake2b(data: bytes, key: bytes) -> bytes:
+    return blake2b(data, digest_size=32, key=key, encoder=RawEncoder)
+
+
+def transcript(
+    public_key: bytes, server_key: bytes, nonce: bytes, expires_at: int, origin: str
+) -> bytes:
+    """The exact bytes the MAC covers; fixed-length fields, then the length-prefixed origin."""
+    if not (origin.isascii() and origin.isprintable()) or len(origin) > MAX_ORIGIN_LENGTH:
+        raise AuthError(f"origin must be printable ASCII of at most {MAX_ORIGIN_LENGTH} characters")
+    if len(nonce) != NONCE_BYTES:
+        raise AuthError(f"nonce must be {NONCE_BYTES} bytes")
+    if len(public_key) != KEY_BYTES or len(server_key) != KEY_BYTES:
+        raise AuthError(f"keys in the transcript must be {KEY_BYTES} bytes")
+    if not 0 <= expires_at < 2**63:
+        raise AuthError("expiry must be a non-negative 64-bit number of seconds")
+    origin_bytes = origin.encode("ascii")
+    return b"".join(
+        [
+            AUTH_PURPOSE,
+            b"\x00",
+            public_key,
+            server_key,
+            nonce,
+            expires_at.to_bytes(8, "big"),
+            len(origin_bytes).to_bytes(2, "big"),
+            origin_bytes,
+        ]
+    )
+
+
+def _mac(shared: bytes, message: bytes) -> bytes:
+    mac_key = _blake2b(AUTH_KEY_PURPOSE, key=shared)
+    return _blake2b(message, key=mac_key)
+
+
+def prove(
+    secret_key: bytes, server_key: bytes, nonce: bytes, expires_at: int, origin: str
+) -> bytes:
+    """The client's answer to a challenge."""
+    check_public_key(server_key)
+    if len(secret_key) != KEY_BYTES:
+        raise AuthError(f"secret key must be {KEY_BYTES} bytes")
+    shared = crypto_scalarmult(secret_key, server_key)
+    public_key = crypto_scalarmult_base(secret_key)
+    return _mac(shared, transcript(public_key, server_key, nonce, expires_at, origin))
+
+
+def derive_ephemeral(master_key: bytes, nonce: bytes) -> tuple[bytes, bytes]:
+    """The server's ephemeral keypair (e, E) for a nonce, derived instead of stored."""
+    secret = _blake2b(EPHEMERAL_PURPOSE + nonce, key=master_key)
+    return secret, crypto_scalarmult_base(secret)
+
+
+def verify(
+    ephemeral_secret: bytes,
+    public_key: bytes,
+    nonce: bytes,
+    expires_at: int,
+    origin: str,
+    mac: bytes,
+) -> None:
+    """Raise AuthError unless `mac` proves possession of the secret key of `public_key`."""
+    if len(mac) != MAC_BYTES:
+        raise AuthError(f"proof must be {MAC_BYTES} bytes")
+    try:
+        check_public_key(public_key)
+        shared = crypto_scalarmult(ephemeral_secret, public_key)
+    except (InvalidKeyError, CryptoError):
+        raise AuthError("inbox key is not a valid public key") from None
+    server_key = crypto_scalarmult_base(ephemeral_secret)
+    expected = _mac(shared, transcript(public_key, server_key, nonce, expires_at, origin))
+    if not sodium_memcmp(expected, mac):
+        raise AuthError("proof of possession does not verify")
