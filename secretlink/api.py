@@ -1,0 +1,235 @@
+"""The JSON API, /api/v1. docs/API.md documents every endpoint and error."""
+
+import re
+from importlib.resources import files
+
+from flask import Blueprint, current_app, jsonify, request
+
+from secretlink.auth import Authenticator
+from secretlink.crypto import (
+    EncodingError,
+    InvalidKeyError,
+    SizeError,
+    VersionError,
+    b64decode,
+    b64encode,
+    decode_public_key,
+    validate_envelope_shape,
+)
+from secretlink.crypto.envelope import MAX_ENVELOPE
+from secretlink.crypto.keys import check_public_key
+from secretlink.errors import ApiError
+from secretlink.origin import link_for, request_origin
+from secretlink.storage import Storage, received_at_text
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+MAX_PROMPT_CHARS = 500
+# Message ids are random base64url; anything else names no message (and must not
+# reach the database: PostgreSQL refuses NUL characters with an error).
+MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Unpadded base64url of the largest v1 envelope.
+MAX_CIPHERTEXT_CHARS = (MAX_ENVELOPE * 4 + 2) // 3
+
+
+def storage() -> Storage:
+    return current_app.extensions["secretlink.storage"]
+
+
+def authenticator() -> Authenticator:
+    return current_app.extensions["secretlink.auth"]
+
+
+def json_body() -> dict:
+    if not request.is_json:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        )
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # deeply nested JSON: silent=True only covers ValueError
+        data = None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_json", "body must be a JSON object")
+    return data
+
+
+def string_field(data: dict, name: str, *, required: bool = True, default: str = "") -> str:
+    value = data.get(name)
+    if value is None and not required:
+        return default
+    if not isinstance(value, str):
+        raise ApiError(400, "bad_field", f"'{name}' must be a string")
+    return value
+
+
+def inbox_key(public_key: str) -> str:
+    """Validate a public key from the URL or body; the canonical text is the key."""
+    try:
+        decode_public_key(public_key)
+    except InvalidKeyError as exc:
+        raise ApiError(400, "bad_public_key", str(exc)) from None
+    return public_key
+
+
+def require_token(public_key: str) -> None:
+    authenticator().check_token(request.headers.get("Authorization"), public_key)
+
+
+def require_inbox(public_key: str):
+    inbox = storage().get_inbox(public_key)
+    if inbox is None:
+        raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
+    return inbox
+
+
+# ---- proof of possession ----
+
+
+@bp.post("/auth/challenge")
+def create_challenge():
+    public_key = inbox_key(string_field(json_body(), "public_key"))
+    return jsonify(authenticator().issue_challenge(public_key))
+
+
+@bp.post("/auth/token")
+def create_token():
+    data = json_body()
+    public_key, token = authenticator().answer_challenge(
+        string_field(data, "challenge"), string_field(data, "proof"), request_origin()
+    )
+    return jsonify(token=token, public_key=public_key, expires_in=authenticator().token_ttl)
+
+
+# ---- inboxes ----
+
+
+def inbox_json(public_key: str, prompt: str) -> dict:
+    return {"public_key": public_key, "prompt": prompt, "link": link_for(public_key)}
+
+
+@bp.put("/inboxes/<public_key>")
+def save_inbox(public_key: str):
+    public_key = inbox_key(public_key)
+    require_token(public_key)
+    prompt = string_field(json_body(), "prompt", required=False).strip()
+    if "\x00" in prompt:  # PostgreSQL text cannot hold NUL
+        raise ApiError(400, "bad_field", "'prompt' must not contain NUL characters")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ApiError(
+            400, "prompt_too_long", f"prompt is limited to {MAX_PROMPT_CHARS} characters"
+        )
+    created = storage().save_inbox(public_key, prompt)
+    return jsonify(inbox_json(public_key, prompt)), 201 if created else 200
+
+
+@bp.get("/inboxes/<public_key>")
+def show_inbox(public_key: str):
+    inbox = require_inbox(inbox_key(public_key))
+    return jsonify(inbox_json(inbox.public_key, inbox.prompt))
+
+
+@bp.delete("/inboxes/<public_key>")
+def delete_inbox(public_key: str):
+    public_key = inbox_key(public_key)
+    require_token(public_key)
+    if not storage().delete_inbox(public_key):
+        raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
+    return "", 204
+
+
+# ---- messages ----
+
+
+def envelope_from(ciphertext: str) -> bytes:
+    if len(ciphertext) > MAX_CIPHERTEXT_CHARS:
+        raise ApiError(413, "too_large", "ciphertext is larger than the largest v1 envelope")
+    try:
+        envelope = b64decode(ciphertext)
+        validate_envelope_shape(envelope)
+        check_public_key(envelope[1:33])
+    except EncodingError as exc:
+        raise ApiError(400, "bad_ciphertext", f"ciphertext: {exc}") from None
+    except VersionError as exc:
+        raise ApiError(400, "unsupported_version", str(exc)) from None
+    except SizeError as exc:
+        raise ApiError(400, "bad_envelope_length", str(exc)) from None
+    except InvalidKeyError as exc:
+        raise ApiError(400, "bad_envelope", f"envelope's ephemeral key: {exc}") from None
+    limit = current_app.config["SECRETLINK"].max_envelope_bytes
+    if len(envelope) > limit:
+        raise ApiError(413, "too_large", f"this server accepts envelopes of at most {limit} bytes")
+    return envelope
+
+
+@bp.post("/inboxes/<public_key>/puzzle")
+def create_puzzle(public_key: str):
+    """A proof-of-work puzzle for one message to this inbox."""
+    inbox = require_inbox(inbox_key(public_key))
+    return jsonify(current_app.extensions["secretlink.pow"].issue(inbox.public_key))
+
+
+@bp.post("/inboxes/<public_key>/messages")
+def post_message(public_key: str):
+    public_key = inbox_key(public_key)
+    body = json_body()
+    envelope = envelope_from(string_field(body, "ciphertext"))
+    current_app.extensions["secretlink.pow"].check(
+        public_key, body.get("puzzle"), body.get("solution")
+    )
+    message_id = storage().add_message(public_key, envelope)
+    if message_id is None:
+        raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
+    return jsonify(id=message_id), 201
+
+
+@bp.get("/inboxes/<public_key>/messages")
+def list_messages(public_key: str):
+    public_key = inbox_key(public_key)
+    require_token(public_key)
+    require_inbox(public_key)
+    page_size = current_app.config["SECRETLINK"].page_size
+    try:
+        limit = int(request.args.get("limit", page_size))
+    except ValueError:
+        raise ApiError(400, "bad_limit", "limit must be a whole number") from None
+    if not 1 <= limit <= page_size:
+        raise ApiError(400, "bad_limit", f"limit must be from 1 to {page_size}")
+    before = request.args.get("before") or None
+    if before is not None and not MESSAGE_ID.fullmatch(before):
+        raise ApiError(400, "bad_cursor", "'before' names no message of this inbox")
+    messages = storage().list_messages(public_key, limit, before)
+    if messages is None:
+        raise ApiError(400, "bad_cursor", "'before' names no message of this inbox")
+    return jsonify(
+        messages=[
+            {
+                "id": m.id,
+                "received_at": received_at_text(m.received_at),
+                "ciphertext": b64encode(m.envelope),
+            }
+            for m in messages
+        ],
+        next=messages[-1].id if len(messages) == limit else None,
+    )
+
+
+@bp.delete("/inboxes/<public_key>/messages/<message_id>")
+def delete_message(public_key: str, message_id: str):
+    public_key = inbox_key(public_key)
+    require_token(public_key)
+    if not MESSAGE_ID.fullmatch(message_id) or not storage().delete_message(public_key, message_id):
+        raise ApiError(404, "unknown_message", "no such message in this inbox")
+    return "", 204
+
+
+# ---- the API's own description ----
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    """The OpenAPI 3.1 document of this API (secretlink/openapi.json, served as it is)."""
+    document = files("secretlink").joinpath("openapi.json").read_bytes()
+    return current_app.response_class(document, mimetype="application/json")

@@ -1,0 +1,66 @@
+"""The Flask application factory: wires settings, storage, auth, API and pages together."""
+
+from importlib.resources import files
+from pathlib import Path
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from secretlink import api, assets, errors, health, limits, logs, pages, security
+from secretlink.auth import Authenticator
+from secretlink.crypto.envelope import MAX_ENVELOPE
+from secretlink.pow import ProofOfWork
+from secretlink.settings import Settings
+from secretlink.storage import Storage
+
+# Templates and static files are installed as the package `secretlink.webui` (the
+# webui/ folder of the repository), so the app finds them in a checkout, a wheel
+# and the zipapp alike.
+WEBUI = Path(str(files("secretlink.webui")))
+# Room for the largest envelope in base64url plus the JSON around it.
+MAX_REQUEST_BYTES = MAX_ENVELOPE * 4 // 3 + 1024
+
+
+def default_instance_path() -> Path:
+    """Flask's instance folder for this package, the default data folder."""
+    return Path(Flask("secretlink", instance_relative_config=True).instance_path)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    app = Flask(
+        "secretlink",  # as default_instance_path(): one instance folder for every entry
+        template_folder=str(WEBUI / "templates"),
+        static_folder=str(WEBUI / "static"),
+        instance_relative_config=True,
+    )
+    settings = (settings or Settings.from_env()).with_data_dir(Path(app.instance_path))
+    app.config.update(
+        SECRETLINK=settings,
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+    )
+    app.logger.setLevel(settings.log_level)
+    logs.install_filters()
+
+    storage = Storage.from_url(settings.database_url)
+    if settings.auto_upgrade:
+        storage.create_schema()
+    app.extensions["secretlink.storage"] = storage
+    app.extensions["secretlink.auth"] = Authenticator(
+        settings.secret_key, storage, settings.challenge_ttl, settings.token_ttl
+    )
+    app.extensions["secretlink.pow"] = ProofOfWork(
+        settings.secret_key, storage, settings.pow_difficulty
+    )
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(health.bp)
+    errors.register_error_handlers(app)
+    security.install(app)
+    assets.install(app)
+    limits.install(app)
+    if settings.trusted_proxy_hops:
+        hops = settings.trusted_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+    return app

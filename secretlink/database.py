@@ -1,0 +1,52 @@
+"""How secretlink connects to its database: SQLite by default, PostgreSQL when shared.
+
+Kept apart from storage.py so that both storage and the migrations (secretlink.migrate)
+open connections the same way without importing each other.
+"""
+
+import sqlite3
+import time
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+
+BUSY_TIMEOUT_SECONDS = 5
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # busy_timeout waits out short locks; WAL lets readers and the writer proceed
+    # together; synchronous=FULL makes an acknowledged message survive power loss.
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
+    _use_wal(cursor)
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # Deleted messages are overwritten with zeros instead of lingering in free pages.
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.close()
+
+
+def _use_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch the file to WAL (it stays so), waiting out others doing the same.
+
+    When several processes open a new file at once, SQLite answers all but one with
+    "database is locked" at once, without waiting: two connections wanting the
+    exclusive lock the switch needs would otherwise deadlock. So the wait is ours.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def make_engine(database_url: str) -> Engine:
+    # hide_parameters keeps inbox keys and envelopes out of error messages and logs.
+    engine = create_engine(database_url, hide_parameters=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine

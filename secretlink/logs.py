@@ -1,0 +1,75 @@
+"""Logging that cannot leak who the clients are.
+
+secretlink itself never logs addresses or user agents, and the servers it runs
+(gunicorn, waitress) write no access log. As a second line of defence, every log
+record passes through a filter that replaces anything shaped like an IP address
+or an inbox key, so a library's debug message (gunicorn logs "Invalid request from
+ip=..." and each request's path at DEBUG) cannot put one in the log either.
+"""
+
+import logging
+import re
+
+REDACTED = "[address]"
+_IPV4 = r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])"
+# Full form (eight groups), or any form with "::"; clock times such as 12:30:45 are
+# neither.
+_H = r"[0-9A-Fa-f]{1,4}"
+_IPV6 = (
+    rf"(?<![0-9A-Fa-f:])(?:(?:{_H}:){{7}}{_H}|(?:{_H}:)*{_H}?::(?:{_H}:)*(?:{_H})?)"
+    r"(?![0-9A-Fa-f:])"
+)
+ADDRESS = re.compile(f"{_IPV4}|{_IPV6}")
+# The addresses the service itself listens on are not client data.
+KEEP = {"127.0.0.1", "0.0.0.0", "::", "::1"}  # noqa: S104
+
+
+# Inbox keys (43 base64url characters) say which inbox a request was about.
+INBOX_KEY = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
+
+
+def redact(text: str) -> str:
+    text = INBOX_KEY.sub("[key]", text)
+    return ADDRESS.sub(lambda m: m.group(0) if m.group(0) in KEEP else REDACTED, text)
+
+
+class RedactAddresses(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure(level: str) -> None:
+    """Send every logger's output through one redacting stderr handler."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(RedactAddresses())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("gunicorn.error", "gunicorn.access", "waitress", "flask-limiter", "werkzeug"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    # Alembic narrates every migration step at INFO; the outcome is logged by us.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+
+
+_FILTERED_LOGGERS = ("werkzeug", "waitress", "gunicorn.error", "gunicorn.access", "flask-limiter")
+
+
+def install_filters() -> None:
+    """Redact addresses in what the servers' own loggers write (idempotent)."""
+    for name in _FILTERED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactAddresses) for f in logger.filters):
+            logger.addFilter(RedactAddresses())

@@ -1,0 +1,210 @@
+"""Everything the server keeps, and the only module that reads or writes its rows.
+
+What is stored: inboxes (public key, optional prompt, creation day), messages
+(random id, inbox, arrival time rounded down to the minute, envelope bytes), and
+used challenge nonces until they expire. No IP addresses, no user agents, no
+plaintext. Every method is one transaction: it commits whole or not at all.
+The models here describe the tables; the migrations in secretlink/migrations make them.
+"""
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    delete,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+from secretlink import migrate
+from secretlink.database import make_engine
+from secretlink.group_commit import GroupCommit
+
+# Constraint names are part of the schema that migrations alter, so they must not be
+# left to each database. These are PostgreSQL's own defaults, which is also what a
+# database made by create_all before migrations existed carries on PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "pk": "%(table_name)s_pkey",
+    "uq": "%(table_name)s_%(column_0N_name)s_key",
+    "fk": "%(table_name)s_%(column_0N_name)s_fkey",
+    "ck": "%(table_name)s_%(column_0N_name)s_check",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class InboxRow(Base):
+    __tablename__ = "inboxes"
+
+    public_key: Mapped[str] = mapped_column(String(43), primary_key=True)
+    prompt: Mapped[str] = mapped_column(Text, default="")
+    created_on: Mapped[datetime] = mapped_column(DateTime)
+
+
+class MessageRow(Base):
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_inbox_seq", "inbox_key", "seq"),)
+
+    # seq is the internal order only; clients see the random id.
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True)
+    inbox_key: Mapped[str] = mapped_column(
+        String(43), ForeignKey("inboxes.public_key", ondelete="CASCADE")
+    )
+    received_at: Mapped[datetime] = mapped_column(DateTime)
+    envelope: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class UsedNonceRow(Base):
+    __tablename__ = "used_nonces"
+
+    nonce: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+@dataclass(frozen=True)
+class Inbox:
+    public_key: str
+    prompt: str
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: str
+    received_at: datetime
+    envelope: bytes
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def coarse(moment: datetime) -> datetime:
+    """Arrival times are kept to the minute: enough to sort a reading, less to correlate."""
+    return moment.replace(second=0, microsecond=0)
+
+
+class Storage:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._session = sessionmaker(engine, expire_on_commit=False)
+        self._group_commit = GroupCommit(engine, MessageRow.__table__, InboxRow.__table__)
+
+    @classmethod
+    def from_url(cls, database_url: str) -> "Storage":
+        return cls(make_engine(database_url))
+
+    def create_schema(self) -> None:
+        """Bring the schema to the newest revision (the migrations own it, not the models)."""
+        # The same engine, not its URL: SQLite's PRAGMAs apply, and an in-memory
+        # database is the one this Storage reads.
+        migrate.upgrade_engine(self.engine)
+
+    # ---- inboxes ----
+
+    def save_inbox(self, public_key: str, prompt: str) -> bool:
+        """Create the inbox or update its prompt; True when it was created."""
+        with self._session.begin() as session:
+            row = session.get(InboxRow, public_key)
+            if row is not None:
+                row.prompt = prompt
+                return False
+            session.add(
+                InboxRow(
+                    public_key=public_key,
+                    prompt=prompt,
+                    created_on=utcnow().replace(hour=0, minute=0, second=0, microsecond=0),
+                )
+            )
+        return True
+
+    def get_inbox(self, public_key: str) -> Inbox | None:
+        with self._session() as session:
+            row = session.get(InboxRow, public_key)
+            return Inbox(row.public_key, row.prompt) if row else None
+
+    def delete_inbox(self, public_key: str) -> bool:
+        with self._session.begin() as session:
+            session.execute(delete(MessageRow).where(MessageRow.inbox_key == public_key))
+            result = session.execute(delete(InboxRow).where(InboxRow.public_key == public_key))
+            return result.rowcount > 0
+
+    # ---- messages ----
+
+    def add_message(self, public_key: str, envelope: bytes) -> str | None:
+        """Store an envelope durably; return its new id, or None if the inbox does not exist.
+
+        Concurrent calls are committed together (secretlink.group_commit).
+        """
+        message_id = secrets.token_urlsafe(16)
+        row = {
+            "id": message_id,
+            "inbox_key": public_key,
+            "received_at": coarse(utcnow()),
+            "envelope": envelope,
+        }
+        return message_id if self._group_commit.insert(row) else None
+
+    def list_messages(
+        self, public_key: str, limit: int, before: str | None = None
+    ) -> list[StoredMessage] | None:
+        """Newest first, `limit` at most, older than message `before` (keyset paging).
+
+        Returns None when `before` names no message of this inbox.
+        """
+        with self._session() as session:
+            query = select(MessageRow).where(MessageRow.inbox_key == public_key)
+            if before is not None:
+                anchor = session.scalar(
+                    select(MessageRow.seq).where(
+                        MessageRow.id == before, MessageRow.inbox_key == public_key
+                    )
+                )
+                if anchor is None:
+                    return None
+                query = query.where(MessageRow.seq < anchor)
+            rows = session.scalars(query.order_by(MessageRow.seq.desc()).limit(limit))
+            return [StoredMessage(r.id, r.received_at, r.envelope) for r in rows]
+
+    def delete_message(self, public_key: str, message_id: str) -> bool:
+        with self._session.begin() as session:
+            result = session.execute(
+                delete(MessageRow).where(
+                    MessageRow.id == message_id, MessageRow.inbox_key == public_key
+                )
+            )
+            return result.rowcount > 0
+
+    # ---- single-use challenges ----
+
+    def use_nonce(self, nonce: bytes, expires_at: datetime) -> bool:
+        """Record a challenge nonce as spent; False if it was spent before."""
+        try:
+            with self._session.begin() as session:
+                session.execute(delete(UsedNonceRow).where(UsedNonceRow.expires_at < utcnow()))
+                session.add(UsedNonceRow(nonce=nonce, expires_at=expires_at))
+        except IntegrityError:
+            return False
+        return True
+
+
+def received_at_text(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%MZ")
+
+
+def expiry(seconds: int) -> datetime:
+    return utcnow() + timedelta(seconds=seconds)
