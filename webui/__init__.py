@@ -1,0 +1,1 @@
+"""Templates, CSS and bundled page scripts, installed as the package `secretlink.webui`."""

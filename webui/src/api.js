@@ -1,0 +1,100 @@
+// Talking to the secretlink API from the pages: JSON requests, clear errors, and the
+// proof of possession that turns a key pair into a short-lived access token.
+
+import { b64decode, b64encode, proveInbox } from "../../crypto/secretlink.js";
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+  }
+}
+
+const UNREACHABLE = "Could not reach the server. Check your connection and try again.";
+
+export async function request(method, path, { body, token } = {}) {
+  const headers = {};
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "omit",
+      cache: "no-store",
+    });
+  } catch {
+    throw new ApiError(0, "unreachable", UNREACHABLE);
+  }
+  if (response.status === 204) return null;
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    // A proxy's HTML error page, say: fall through to a generic message.
+  }
+  if (!response.ok) {
+    throw new ApiError(response.status, data?.code ?? "http_error",
+      data?.error ?? `The server answered ${response.status}.`);
+  }
+  return data;
+}
+
+// Prove possession of the inbox key and get an access token. The answer is a MAC
+// bound to this page's origin, so a server that sets SECRETLINK_BASE_URL refuses an
+// answer relayed through another origin.
+export async function getToken(keyPair) {
+  const publicKey = b64encode(keyPair.publicKey);
+  const challenge = await request("POST", "/api/v1/auth/challenge", { body: { public_key: publicKey } });
+  const proof = proveInbox(
+    keyPair.secretKey,
+    b64decode(challenge.server_key),
+    b64decode(challenge.nonce),
+    challenge.expires_at,
+    location.origin,
+  );
+  const answer = await request("POST", "/api/v1/auth/token", {
+    body: { challenge: challenge.challenge, proof: b64encode(proof) },
+  });
+  return answer.token;
+}
+
+// A session for one inbox: fetches a token when needed and once more if it expired.
+export function inboxSession(keyPair) {
+  const base = `/api/v1/inboxes/${b64encode(keyPair.publicKey)}`;
+  let token = null;
+  async function call(method, path, body) {
+    for (let attempt = 0; ; attempt++) {
+      if (!token) token = await getToken(keyPair);
+      try {
+        return await request(method, base + path, { body, token });
+      } catch (err) {
+        if (attempt === 0 && err.status === 401) {
+          token = null;
+          continue;
+        }
+        throw err;
+      }
+    }
+  }
+  return {
+    register: (prompt) => call("PUT", "", { prompt }),
+    remove: () => call("DELETE", ""),
+    async allMessages() {
+      const messages = [];
+      let before = null;
+      do {
+        const query = before ? `?before=${encodeURIComponent(before)}` : "";
+        const page = await call("GET", `/messages${query}`);
+        messages.push(...page.messages);
+        before = page.next;
+      } while (before);
+      return messages;
+    },
+    deleteMessage: (id) => call("DELETE", `/messages/${encodeURIComponent(id)}`),
+  };
+}

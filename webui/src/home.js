@@ -1,0 +1,54 @@
+// The start page: make a key pair here, prove it to the server, show the link.
+
+import { b64encode, generateKeyPair } from "../../crypto/secretlink.js";
+import { inboxSession } from "./api.js";
+import { askPersistence, keyFileName, keyFileText, saveKey } from "./keystore.js";
+import { $, copyField, downloadText, say } from "./ui.js";
+
+let created = null;
+
+async function createInbox(event) {
+  event.preventDefault();
+  const button = $("#create");
+  button.disabled = true;
+  say("Making your key and registering the inbox…");
+  try {
+    const keyPair = generateKeyPair();
+    const inbox = await inboxSession(keyPair).register($("#prompt").value);
+    created = keyPair;
+    let stored = true;
+    try {
+      await saveKey(keyPair, { prompt: inbox.prompt });
+    } catch {
+      stored = false;
+    }
+    const persisted = stored && (await askPersistence());
+    // Show a link built from our own key: a server that answered with a link to a
+    // key of its own would read what senders send.
+    const link = `${location.origin}/to/${b64encode(keyPair.publicKey)}`;
+    if (inbox.link !== link) {
+      say("Warning: the server suggested a different link. Use only the one shown here.", "error");
+    }
+    $("#link").value = link;
+    $("#open-inbox").href = `/inbox#${inbox.public_key}`;
+    $("#persist-note").textContent = !stored
+      ? "This browser refused to store the key. Download the key file now, or this inbox is lost when you leave the page."
+      : persisted
+        ? "This browser agreed to keep the key in persistent storage."
+        : "This browser did not promise to keep the key: it may clear it when space runs low.";
+    $("#created").hidden = false;
+    $("#create-form").hidden = true;
+    say(stored ? "Inbox created." : "Inbox created, but the key is not stored: download it now.",
+      stored ? "success" : "error");
+  } catch (err) {
+    say(`Could not create the inbox: ${err.message}`, "error");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+$("#create-form").addEventListener("submit", createInbox);
+$("#copy-link").addEventListener("click", (event) => copyField($("#link"), event.target));
+$("#download-key").addEventListener("click", () => {
+  if (created) downloadText(keyFileName(created.publicKey), keyFileText(created));
+});

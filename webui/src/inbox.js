@@ -1,0 +1,174 @@
+// The inbox page: keys kept in this browser, or loaded from a key file; messages
+// fetched as ciphertext after a proof of possession and decrypted here.
+
+import { SecretlinkCryptoError, b64decode, b64encode, loadKeyFile, openEnvelope } from "../../crypto/secretlink.js";
+import { inboxSession, request } from "./api.js";
+import { askPersistence, forgetKey, keyFileName, keyFileText, listKeys, loadKey, saveKey } from "./keystore.js";
+import { $, copyField, downloadText, element, say } from "./ui.js";
+
+let current = null; // { keyPair, session, publicKey }
+
+function formatTime(receivedAt) {
+  // The server keeps arrival times to the minute, in UTC.
+  const date = new Date(receivedAt.replace("Z", ":00Z"));
+  return Number.isNaN(date.getTime())
+    ? receivedAt
+    : date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+function decrypt(message) {
+  try {
+    return { text: openEnvelope(b64decode(message.ciphertext), current.keyPair.secretKey).text };
+  } catch (err) {
+    if (!(err instanceof SecretlinkCryptoError)) throw err;
+    return { error: `This message could not be decrypted (${err.message}).` };
+  }
+}
+
+function renderMessage(message) {
+  const item = element("li", { "data-id": message.id });
+  const header = element("div", { class: "meta" });
+  header.append(element("time", { datetime: message.received_at }, formatTime(message.received_at)));
+  const remove = element("button", { type: "button", class: "secondary delete", "aria-label": "Delete this message" }, "Delete");
+  remove.addEventListener("click", () => deleteMessage(message.id, item));
+  header.append(remove);
+  const opened = decrypt(message);
+  const body = opened.error
+    ? element("p", { class: "undecryptable" }, opened.error)
+    : element("pre", { class: "text" }, opened.text);
+  item.append(header, body);
+  return item;
+}
+
+async function refresh() {
+  if (!current) return;
+  say("Fetching messages…");
+  try {
+    const messages = await current.session.allMessages();
+    $("#messages").replaceChildren(...messages.map(renderMessage));
+    $("#empty").hidden = messages.length > 0;
+    say(messages.length === 1 ? "1 message." : `${messages.length} messages.`);
+  } catch (err) {
+    say(err.code === "unknown_inbox"
+      ? "This server has no inbox for this key (it may have been deleted)."
+      : `Could not fetch messages: ${err.message}`, "error");
+  }
+}
+
+async function deleteMessage(id, item) {
+  try {
+    await current.session.deleteMessage(id);
+    item.remove();
+    $("#empty").hidden = $("#messages").children.length > 0;
+    say("Message deleted.");
+  } catch (err) {
+    say(`Could not delete the message: ${err.message}`, "error");
+  }
+}
+
+async function openInbox(keyPair) {
+  const publicKey = b64encode(keyPair.publicKey);
+  current = { keyPair, publicKey, session: inboxSession(keyPair) };
+  history.replaceState(null, "", `#${publicKey}`);
+  $("#inbox").hidden = false;
+  $("#inbox-link").value = `${location.origin}/to/${publicKey}`;
+  $("#messages").replaceChildren();
+  try {
+    const info = await request("GET", `/api/v1/inboxes/${publicKey}`);
+    $("#inbox-prompt").textContent = info.prompt ? `Prompt: ${info.prompt}` : "";
+  } catch (err) {
+    $("#inbox-prompt").textContent = "";
+    say(err.code === "unknown_inbox"
+      ? "This server has no inbox for this key (it may have been deleted)."
+      : `Could not load the inbox: ${err.message}`, "error");
+    return;
+  }
+  await refresh();
+}
+
+async function showStoredInboxes() {
+  let records = [];
+  try {
+    records = await listKeys();
+  } catch {
+    say("This browser does not allow stored keys here (private mode?). Open a key file instead.", "error");
+  }
+  const list = $("#inbox-list");
+  list.replaceChildren(...records.map((record) => {
+    const item = element("li");
+    const open = element("button", { type: "button" }, "Open");
+    open.addEventListener("click", async () => openInbox((await loadKey(record.publicKey)).keyPair));
+    const label = record.prompt ? `${record.prompt} — ` : "";
+    item.append(element("span", { class: "key" }, `${label}${record.publicKey.slice(0, 12)}…`), " ", open);
+    return item;
+  }));
+  $("#no-inboxes").hidden = records.length > 0;
+  return records;
+}
+
+async function openKeyFile(event) {
+  const [file] = event.target.files;
+  if (!file) return;
+  let keyFile;
+  try {
+    keyFile = loadKeyFile(await file.text());
+  } catch (err) {
+    say(`That file is not a usable key file: ${err.message}`, "error");
+    return;
+  } finally {
+    event.target.value = "";
+  }
+  if (keyFile.server && keyFile.server !== location.origin) {
+    say(`Note: this key file was made for ${keyFile.server}; looking for the inbox here.`);
+  }
+  const keyPair = { publicKey: keyFile.publicKey, secretKey: keyFile.secretKey };
+  try {
+    await saveKey(keyPair);
+    await askPersistence();
+    await showStoredInboxes();
+  } catch {
+    // Not stored (private mode): the inbox still opens for this visit.
+  }
+  await openInbox(keyPair);
+}
+
+async function forget() {
+  if (!confirm("Forget this inbox's key in this browser? Without a downloaded key file you lose the inbox.")) return;
+  await forgetKey(current.publicKey);
+  current = null;
+  $("#inbox").hidden = true;
+  history.replaceState(null, "", location.pathname);
+  await showStoredInboxes();
+  say("Key removed from this browser.");
+}
+
+async function deleteInbox() {
+  if (!confirm("Delete this inbox and all its messages from the server? This cannot be undone.")) return;
+  try {
+    await current.session.remove();
+  } catch (err) {
+    say(`Could not delete the inbox: ${err.message}`, "error");
+    return;
+  }
+  await forgetKey(current.publicKey);
+  current = null;
+  $("#inbox").hidden = true;
+  await showStoredInboxes();
+  say("Inbox deleted. Its link no longer works.");
+}
+
+$("#key-file").addEventListener("change", openKeyFile);
+$("#refresh").addEventListener("click", refresh);
+$("#copy-link").addEventListener("click", (event) => copyField($("#inbox-link"), event.target));
+$("#download-key").addEventListener("click", () =>
+  downloadText(keyFileName(current.keyPair.publicKey), keyFileText(current.keyPair)));
+$("#forget").addEventListener("click", forget);
+$("#delete-inbox").addEventListener("click", deleteInbox);
+
+const records = await showStoredInboxes();
+const wanted = location.hash.slice(1);
+if (wanted && records.some((record) => record.publicKey === wanted)) {
+  await openInbox((await loadKey(wanted)).keyPair);
+} else if (records.length === 1) {
+  await openInbox((await loadKey(records[0].publicKey)).keyPair);
+}
