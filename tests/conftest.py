@@ -1,0 +1,229 @@
+import os
+import secrets
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
+from waitress.server import create_server
+
+from secretlink import create_app
+from secretlink.crypto import KeyPair, b64decode, b64encode, generate_keypair
+from secretlink.crypto.proof import prove
+from secretlink.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+POSTGRES_URL = os.environ.get(
+    "SECRETLINK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+DATABASES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql),
+]
+
+
+def pytest_configure(config) -> None:
+    # Registered here rather than in pyproject.toml so that `-m "not postgresql"`
+    # works wherever this conftest is.
+    config.addinivalue_line(
+        "markers", "postgresql: runs against the server at SECRETLINK_TEST_POSTGRES_URL"
+    )
+
+
+# ---- databases: every test that uses `database_url` (and so `settings`, `app`,
+# `client`, `inbox`) runs once on SQLite and once on PostgreSQL ----
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[Engine]:
+    """The PostgreSQL test server, for making and dropping one schema per test.
+
+    Checked once per session: pytest remembers the skip (or failure) and repeats it
+    for every PostgreSQL test instead of trying to connect again.
+    """
+    engine = create_engine(
+        POSTGRES_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
+    )
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        engine.dispose()
+        where = make_url(POSTGRES_URL).render_as_string(hide_password=True)
+        first_line = str(exc.orig).strip().splitlines()[0]
+        require_service(
+            "POSTGRESQL",
+            f"cannot connect to {where} ({first_line}); start PostgreSQL or set "
+            "SECRETLINK_TEST_POSTGRES_URL to a database this user may create schemas in",
+        )
+    yield engine
+    engine.dispose()
+
+
+def with_search_path(url: URL, schema: str) -> str:
+    """`url` with every connection's search_path set to `schema`, keeping other options."""
+    options = " ".join(filter(None, [url.query.get("options"), f"-csearch_path={schema}"]))
+    return url.update_query_dict({"options": options}).render_as_string(hide_password=False)
+
+
+@contextmanager
+def fresh_postgres_schema(admin: Engine) -> Iterator[str]:
+    """A database URL whose tables live in a new, empty schema, dropped afterwards."""
+    schema = f"test_{secrets.token_hex(6)}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield with_search_path(admin.url, schema)
+    finally:
+        with admin.connect() as connection:
+            # An app left holding a lock would otherwise hang the run here.
+            connection.execute(text("SET lock_timeout = '10s'"))
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request, tmp_path) -> Iterator[str]:
+    """An empty database of its own for this test: an SQLite file, or a PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'secretlink.sqlite3'}"
+        return
+    with fresh_postgres_schema(request.getfixturevalue("postgres_admin")) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(tmp_path, database_url) -> Settings:
+    # The proof-of-work gate has tests of its own (test_pow.py); elsewhere it is off so
+    # that tests can post envelopes directly.
+    return Settings(data_dir=tmp_path / "data", database_url=database_url, pow_difficulty=0)
+
+
+@pytest.fixture
+def make_app() -> Iterator[Callable[[Settings], Flask]]:
+    """Build apps, and close their database connections when the test ends.
+
+    Each app's engine keeps a pool of connections: left open, hundreds of tests would
+    exhaust PostgreSQL's connection limit.
+    """
+    engines: list[Engine] = []
+
+    def make(settings: Settings) -> Flask:
+        app = create_app(settings)
+        engines.append(app.extensions["secretlink.storage"].engine)
+        return app
+
+    yield make
+    for engine in engines:
+        engine.dispose()
+
+
+@pytest.fixture
+def app(settings, make_app) -> Flask:
+    return make_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def keypair() -> KeyPair:
+    return generate_keypair()
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def get_token(client, keypair: KeyPair, origin: str = "http://localhost") -> str:
+    challenge = client.post(
+        "/api/v1/auth/challenge", json={"public_key": keypair.public_key_text}
+    ).get_json()
+    mac = prove(
+        keypair.secret_key,
+        b64decode(challenge["server_key"]),
+        b64decode(challenge["nonce"]),
+        challenge["expires_at"],
+        origin,
+    )
+    answer = client.post(
+        "/api/v1/auth/token", json={"challenge": challenge["challenge"], "proof": b64encode(mac)}
+    )
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()["token"]
+
+
+def register(client, keypair: KeyPair, prompt: str = "") -> str:
+    token = get_token(client, keypair)
+    response = client.put(
+        f"/api/v1/inboxes/{keypair.public_key_text}", json={"prompt": prompt}, headers=bearer(token)
+    )
+    assert response.status_code == 201, response.get_json()
+    return token
+
+
+@pytest.fixture
+def inbox(client, keypair) -> tuple[KeyPair, str]:
+    """A registered inbox and a live token for it."""
+    return keypair, register(client, keypair)
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: object
+    data_dir: Path
+
+
+@pytest.fixture
+def live_server(tmp_path) -> Iterator[LiveServer]:
+    """The real app on a real socket (waitress, as `secretlink serve` runs it)."""
+    # The CLI and browser flows send more from one address than the default limits
+    # allow; the limits have tests of their own (test_limits.py).
+    # A real but cheap proof of work: the CLI and the browser solve it as in production.
+    app = create_app(
+        Settings(data_dir=tmp_path / "live", rate_limits_enabled=False, pow_difficulty=8)
+    )
+    server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(f"http://127.0.0.1:{server.effective_port}", app, tmp_path / "live")
+    finally:
+        # Close the listening socket and idle keep-alive connections from inside
+        # waitress's own loop thread (its trigger runs the function there); the loop
+        # ends when nothing is left to watch.
+        def close_everything():
+            for channel in list(server._map.values()):
+                channel.close()
+
+        server.trigger.pull_trigger(close_everything)
+        thread.join(timeout=5)
+        server.task_dispatcher.shutdown()
+
+
+def require_chromium() -> str:
+    """The browser's path; under CI a missing browser fails instead of skipping."""
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    require_service(
+        "BROWSER", f"Chromium not found at {CHROMIUM}: install Debian's 'chromium' package"
+    )
+    raise AssertionError("unreachable")
+
+
+def require_service(kind: str, message: str) -> None:
+    """A missing test dependency skips loudly, and fails the run under CI."""
+    if IN_CI:
+        pytest.fail(f"{kind} TESTS CANNOT RUN UNDER CI: {message}")
+    pytest.skip(f"{kind} TESTS SKIPPED: {message}")

@@ -1,0 +1,276 @@
+"""The whole flow in real Chromium (Debian's, driven by Playwright): create, send, read.
+
+Recipient and sender use separate browser contexts (separate storage, like two
+people). A second browser runs with --js-flags=--jitless, which also removes
+WebAssembly, as Tor Browser's "Safer" level does.
+"""
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import require_chromium
+
+from secretlink.client import InboxClient
+from secretlink.crypto import b64decode, generate_keypair, open_envelope
+from secretlink.crypto.keyfile import KeyFile, dump_key_file, load_key_file
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+TIMEOUT_MS = 20_000
+
+
+def launch(playwright, extra_flags=()):
+    return playwright.chromium.launch(
+        executable_path=require_chromium(), headless=True, args=[*CHROMIUM_FLAGS, *extra_flags]
+    )
+
+
+@pytest.fixture(scope="module")
+def playwright_driver():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        yield playwright
+
+
+@pytest.fixture(scope="module")
+def browser(playwright_driver):
+    browser = launch(playwright_driver)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="module")
+def jitless_browser(playwright_driver):
+    browser = launch(playwright_driver, ["--js-flags=--jitless"])
+    yield browser
+    browser.close()
+
+
+class PageErrors:
+    """Collects script errors and CSP reports: a clean page produces none."""
+
+    def __init__(self):
+        self.errors: list[str] = []
+
+    def watch(self, page):
+        page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
+        page.on("console", lambda msg: msg.type == "error" and self.errors.append(msg.text))
+        return page
+
+
+@pytest.fixture
+def page_errors() -> Iterator[PageErrors]:
+    errors = PageErrors()
+    yield errors
+    assert errors.errors == []
+
+
+def new_page(browser, page_errors):
+    context = browser.new_context(accept_downloads=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    return page_errors.watch(context.new_page())
+
+
+def create_inbox_in_browser(page, base_url: str, prompt: str = "") -> str:
+    page.goto(base_url + "/")
+    if prompt:
+        page.get_by_label("Prompt for senders (optional)").fill(prompt)
+    page.get_by_role("button", name="Create inbox").click()
+    page.get_by_role("status").filter(has_text="Inbox created").wait_for()
+    link = page.get_by_label("Your link").input_value()
+    assert re.fullmatch(re.escape(base_url) + r"/to/[A-Za-z0-9_-]{43}", link)
+    return link
+
+
+def send_in_browser(page, link: str, text: str) -> None:
+    page.goto(link)
+    page.get_by_label("Message").fill(text)
+    page.get_by_role("button", name="Send").click()
+    page.get_by_role("status").filter(has_text="Sent").wait_for()
+
+
+def shown_messages(page) -> list[str]:
+    page.locator("ol.messages pre.text").first.wait_for()
+    return page.locator("ol.messages pre.text").all_text_contents()
+
+
+def test_create_send_read_delete(browser, live_server, page_errors, tmp_path):
+    recipient = new_page(browser, page_errors)
+    link = create_inbox_in_browser(recipient, live_server.url, prompt="What should we fix?")
+
+    with recipient.expect_download() as download_info:
+        recipient.get_by_role("button", name="Download key file").click()
+    key_path = tmp_path / "downloaded.key"
+    download_info.value.save_as(key_path)
+    key_file = load_key_file(key_path.read_bytes())
+    assert link.endswith("/to/" + key_file.keypair.public_key_text)
+    assert key_file.server == live_server.url
+
+    sender = new_page(browser, page_errors)
+    sender.goto(link)
+    assert sender.locator("#prompt").text_content() == "What should we fix?"
+    secret_text = "The quarterly numbers were changed by hand 🔐"
+    send_in_browser(sender, link, secret_text)
+    assert sender.get_by_label("Message").input_value() == ""
+
+    recipient.get_by_role("link", name="Open your inbox").click()
+    assert shown_messages(recipient) == [secret_text]
+    assert recipient.locator("ol.messages time").first.text_content()
+
+    # The server holds only ciphertext: the text is nowhere in the database files.
+    stored = b"".join(
+        p.read_bytes() for p in Path(live_server.data_dir).glob("secretlink.sqlite3*")
+    )
+    assert secret_text.encode() not in stored
+    assert b"quarterly" not in stored
+
+    # The same key file reads the same message outside the browser.
+    [message] = list(InboxClient(live_server.url, key_file.keypair).messages())
+    assert (
+        open_envelope(b64decode(message.ciphertext), key_file.keypair.secret_key).text
+        == secret_text
+    )
+
+    recipient.get_by_role("button", name="Delete this message").click()
+    recipient.get_by_role("status").filter(has_text="Message deleted").wait_for()
+    assert list(InboxClient(live_server.url, key_file.keypair).messages()) == []
+
+
+def test_messages_are_listed_newest_first_and_shown_as_text(browser, live_server, page_errors):
+    recipient = new_page(browser, page_errors)
+    link = create_inbox_in_browser(recipient, live_server.url)
+    sender = new_page(browser, page_errors)
+    hostile = '<img src=x onerror="window.pwned=1"><script>window.pwned=1</script>'
+    send_in_browser(sender, link, "first")
+    send_in_browser(sender, link, hostile)
+    recipient.goto(live_server.url + "/inbox")
+    assert shown_messages(recipient) == [hostile, "first"]
+    assert recipient.locator("ol.messages img").count() == 0
+    assert recipient.evaluate("window.pwned") is None
+
+
+def test_sender_page_works_without_jit_or_webassembly(jitless_browser, live_server, page_errors):
+    keypair = generate_keypair()
+    link = InboxClient(live_server.url, keypair).register("")["link"]
+    sender = new_page(jitless_browser, page_errors)
+    sender.goto(link)
+    assert sender.evaluate("typeof WebAssembly") == "undefined"
+    long_text = "Без JIT тоже работает. " * 1500  # 57,000 bytes of UTF-8
+    send_in_browser(sender, link, long_text)
+    [message] = list(InboxClient(live_server.url, keypair).messages())
+    assert open_envelope(b64decode(message.ciphertext), keypair.secret_key).text == long_text
+
+
+def test_inbox_page_opens_a_cli_key_file(browser, live_server, page_errors, tmp_path):
+    keypair = generate_keypair()
+    InboxClient(live_server.url, keypair).register("")
+    key_path = tmp_path / "cli.key"
+    key_path.write_text(dump_key_file(KeyFile(keypair)))
+    sender = new_page(browser, page_errors)
+    send_in_browser(sender, f"{live_server.url}/to/{keypair.public_key_text}", "via the CLI key")
+
+    reader = new_page(browser, page_errors)
+    reader.goto(live_server.url + "/inbox")
+    reader.get_by_label("Open an inbox from a key file").set_input_files(str(key_path))
+    assert shown_messages(reader) == ["via the CLI key"]
+
+
+def test_a_broken_key_file_is_refused_clearly(browser, live_server, page_errors, tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"format": "secretlink-key", "version": 7}')
+    reader = new_page(browser, page_errors)
+    reader.goto(live_server.url + "/inbox")
+    reader.get_by_label("Open an inbox from a key file").set_input_files(str(broken))
+    reader.get_by_role("status").filter(has_text="not a usable key file").wait_for()
+
+
+def test_sender_sees_clear_errors(browser, live_server):
+    keypair = generate_keypair()
+    owner = InboxClient(live_server.url, keypair)
+    link = owner.register("")["link"]
+    # The failed requests are logged to the console on purpose here.
+    sender = new_page(browser, PageErrors())
+    sender.goto(link)
+
+    sender.route("**/api/**", lambda route: route.abort())
+    sender.get_by_label("Message").fill("will not arrive")
+    sender.get_by_role("button", name="Send").click()
+    sender.get_by_role("status").filter(has_text="Could not reach the server").wait_for()
+    assert sender.get_by_label("Message").input_value() == "will not arrive"
+    sender.unroute("**/api/**")
+
+    owner.api.call("DELETE", owner.base, token=owner.token())
+    sender.get_by_role("button", name="Send").click()
+    sender.get_by_role("status").filter(has_text="does not exist").wait_for()
+
+    sender.get_by_label("Message").fill("x" * 65531)
+    sender.get_by_role("button", name="Send").click()
+    sender.get_by_role("status").filter(has_text="too long").wait_for()
+
+
+def test_damaged_link_shows_a_clear_page(browser, live_server):
+    page = browser.new_page()
+    response = page.goto(live_server.url + "/to/not-a-key")
+    assert response.status == 400
+    assert "damaged" in page.content()
+    page.close()
+
+
+# ---- hostile texts: each payload tries to set window.__pwned; all must show as text ----
+
+PAYLOADS = [
+    "<script>window.__pwned = 'script'</script>",
+    "<img src=x onerror=\"window.__pwned = 'img'\">",
+    "<svg onload=\"window.__pwned = 'svg'\"><circle r=10 /></svg>",
+    '<a href="javascript:window.__pwned=\'link\'" id="evil">click me</a>',
+    "<iframe srcdoc=\"<script>parent.__pwned='iframe'</script>\"></iframe>",
+    '"><script>window.__pwned = "attribute break"</script>',
+    "</pre><script>window.__pwned = 'close tag'</script><pre>",
+    "<style>body{display:none}</style><b>bold?</b>",
+    "<math><mtext><table><mglyph><style><img src=x onerror=window.__pwned='mxss'>",
+    "{{ 7*7 }} {% raw %}${7*7}",
+    "\u202egnp.exe\u202c — right-to-left override",
+    "javascript:window.__pwned='bare'",
+]
+
+
+def test_hostile_messages_and_prompt_are_shown_as_text(browser, live_server, tmp_path):
+    keypair = generate_keypair()
+    prompt = PAYLOADS[1] + " " + PAYLOADS[0]
+    InboxClient(live_server.url, keypair).register(prompt)
+    link = f"{live_server.url}/to/{keypair.public_key_text}"
+
+    sender = new_page(browser, PageErrors())
+    sender.goto(link)
+    assert sender.locator("#prompt").text_content() == prompt
+    for payload in PAYLOADS:
+        sender.get_by_label("Message").fill(payload)
+        sender.get_by_role("button", name="Send").click()
+        sender.get_by_role("status").filter(has_text="Sent").wait_for()
+        sender.get_by_role("status").evaluate("node => node.textContent = ''")
+    assert sender.evaluate("window.__pwned") is None
+
+    key_path = tmp_path / "inbox.key"
+    key_path.write_text(dump_key_file(KeyFile(keypair)))
+    reader = new_page(browser, PageErrors())
+    reader.goto(live_server.url + "/inbox")
+    reader.get_by_label("Open an inbox from a key file").set_input_files(str(key_path))
+    assert shown_messages(reader) == list(reversed(PAYLOADS))
+    assert reader.locator("#inbox-prompt").text_content() == f"Prompt: {prompt}"
+    # No payload turned into markup anywhere in the page.
+    for tag in ("script:not([src])", "img", "svg", "iframe", "#evil", "style", "math"):
+        assert reader.locator(tag).count() == 0, tag
+    assert sender.locator("img, svg, iframe, #evil").count() == 0
+    assert reader.evaluate("window.__pwned") is None
+    assert reader.locator("body").is_visible()

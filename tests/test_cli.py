@@ -1,0 +1,230 @@
+"""The `secretlink` command against a real server on a real socket."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from secretlink.cli import main
+from secretlink.crypto import generate_keypair
+from secretlink.crypto.envelope import MAX_TEXT_BYTES
+from secretlink.crypto.keyfile import load_key_file
+
+
+def run(*args: str, stdin: str | None = None):
+    return CliRunner().invoke(main, list(args), input=stdin, catch_exceptions=False)
+
+
+def assert_fails_cleanly(result, *fragments: str):
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture
+def key_file(tmp_path) -> str:
+    path = str(tmp_path / "inbox.key")
+    assert run("keygen", "--key-file", path).exit_code == 0
+    return path
+
+
+@pytest.fixture
+def link(live_server, key_file) -> str:
+    result = run(
+        "inbox", "create", "--server", live_server.url, "--key-file", key_file, "--prompt", "Say it"
+    )
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip()
+
+
+def read_json(server: str, key_file: str) -> list[dict]:
+    result = run("inbox", "read", "--server", server, "--key-file", key_file, "--json")
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_keygen_writes_a_private_file_and_prints_the_public_key(tmp_path):
+    path = tmp_path / "k.json"
+    result = run("keygen", "--key-file", str(path))
+    assert result.exit_code == 0
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert load_key_file(path.read_bytes()).keypair.public_key_text == result.stdout.strip()
+
+
+def test_keygen_refuses_to_overwrite(key_file):
+    before = Path(key_file).read_text()
+    assert_fails_cleanly(run("keygen", "--key-file", key_file), "refusing to overwrite")
+    assert Path(key_file).read_text() == before
+
+
+def test_create_prints_the_link(link, live_server, key_file):
+    public_key = load_key_file(Path(key_file).read_bytes()).keypair.public_key_text
+    assert link == f"{live_server.url}/to/{public_key}"
+
+
+def test_send_from_stdin_and_argument_then_read(link, live_server, key_file):
+    assert run("send", link, stdin="from stdin\n").exit_code == 0
+    assert run("send", link, "from argument").exit_code == 0
+    messages = read_json(live_server.url, key_file)
+    assert [m["text"] for m in messages] == ["from argument", "from stdin"]
+    assert all(m["id"] and m["received_at"].endswith("Z") for m in messages)
+
+
+def test_plain_read_shows_text_and_ids(link, live_server, key_file):
+    run("send", link, stdin="line one\nline two")
+    result = run("inbox", "read", "--server", live_server.url, "--key-file", key_file)
+    assert "line one\nline two" in result.stdout
+    assert "id " in result.stdout
+
+
+def test_delete(link, live_server, key_file):
+    run("send", link, "keep")
+    run("send", link, "drop")
+    drop = next(m for m in read_json(live_server.url, key_file) if m["text"] == "drop")
+    result = run("inbox", "delete", "--server", live_server.url, "--key-file", key_file, drop["id"])
+    assert result.exit_code == 0
+    assert [m["text"] for m in read_json(live_server.url, key_file)] == ["keep"]
+    assert_fails_cleanly(
+        run("inbox", "delete", "--server", live_server.url, "--key-file", key_file, drop["id"]),
+        "404",
+    )
+
+
+def test_read_pages_through_more_than_one_page(link, live_server, key_file):
+    for i in range(55):
+        run("send", link, f"message {i}")
+    texts = [m["text"] for m in read_json(live_server.url, key_file)]
+    assert texts == [f"message {i}" for i in reversed(range(55))]
+
+
+def test_server_comes_from_the_key_file_when_not_given(live_server, tmp_path):
+    path = str(tmp_path / "with-server.key")
+    run("keygen", "--key-file", path, "--server", live_server.url)
+    result = run("inbox", "create", "--key-file", path)
+    assert result.exit_code == 0 and result.stdout.startswith(live_server.url + "/to/")
+
+
+# ---- failures: one clear line, non-zero exit ----
+
+
+def test_server_down(key_file):
+    assert_fails_cleanly(
+        run("inbox", "read", "--server", "http://127.0.0.1:9", "--key-file", key_file),
+        "cannot reach the server",
+    )
+
+
+def test_wrong_key_reads_nothing(link, live_server, tmp_path):
+    other = str(tmp_path / "other.key")
+    run("keygen", "--key-file", other)
+    assert_fails_cleanly(
+        run("inbox", "read", "--server", live_server.url, "--key-file", other),
+        "no inbox with this key",
+    )
+
+
+def test_send_to_unknown_inbox(live_server):
+    link = f"{live_server.url}/to/{generate_keypair().public_key_text}"
+    assert_fails_cleanly(run("send", link, "hello"), "no inbox")
+
+
+@pytest.mark.parametrize(
+    ("link", "expected"),
+    [
+        ("not a link", "not a secretlink link"),
+        ("http://127.0.0.1/to/short", "damaged"),
+        ("http://127.0.0.1/to/" + "A" * 43, "damaged"),  # the all-zero, low-order key
+        ("ftp://host/to/" + "B" * 43, "not a secretlink link"),
+    ],
+)
+def test_bad_links(link, expected):
+    assert_fails_cleanly(run("send", link, "hello"), expected)
+
+
+def test_empty_and_oversized_messages_are_not_sent(link, live_server, key_file):
+    assert_fails_cleanly(run("send", link, stdin="\n"), "empty")
+    assert_fails_cleanly(run("send", link, "x" * (MAX_TEXT_BYTES + 1)), "longer than")
+    assert read_json(live_server.url, key_file) == []
+
+
+def test_missing_and_broken_key_files(tmp_path, live_server):
+    assert_fails_cleanly(
+        run("inbox", "read", "--server", live_server.url, "--key-file", str(tmp_path / "absent")),
+        "does not exist",
+    )
+    broken = tmp_path / "broken.key"
+    broken.write_text('{"format": "secretlink-key", "version": 1}')
+    assert_fails_cleanly(
+        run("inbox", "read", "--server", live_server.url, "--key-file", str(broken)),
+        "malformed key",
+    )
+
+
+def test_missing_server(key_file):
+    assert_fails_cleanly(run("inbox", "read", "--key-file", key_file), "--server")
+
+
+def test_not_a_secretlink_server(key_file, tmp_path):
+    """A web server that answers HTML to everything gets a clear refusal, not a traceback."""
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "index.html").write_text("<h1>hello</h1>")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = run(
+            "inbox",
+            "read",
+            "--server",
+            f"http://127.0.0.1:{server.server_port}",
+            "--key-file",
+            key_file,
+        )
+    finally:
+        server.shutdown()
+    assert_fails_cleanly(result, "refused")
+
+
+def test_installed_command_fails_without_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "secretlink.cli", "send", "http://127.0.0.1:9/to/x", "hi"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "damaged" in result.stderr
+
+
+def test_a_link_with_another_key_from_the_server_is_refused(live_server, key_file, monkeypatch):
+    """A server that answers registration with a link to a key of its own is caught."""
+    from secretlink.client import Api
+
+    real_call = Api.call
+    swapped = f"{live_server.url}/to/{generate_keypair().public_key_text}"
+
+    def lying_call(self, method, path, **kwargs):
+        data = real_call(self, method, path, **kwargs)
+        return data | {"link": swapped} if method == "PUT" else data
+
+    monkeypatch.setattr(Api, "call", lying_call)
+    result = run("inbox", "create", "--server", live_server.url, "--key-file", key_file)
+    assert_fails_cleanly(result, "another key")
+    assert swapped not in result.stdout

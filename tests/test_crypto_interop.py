@@ -1,0 +1,109 @@
+"""Python and JavaScript implementations against each other, both directions."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from conftest import IN_CI, ROOT
+
+from secretlink.crypto import (
+    DecryptError,
+    b64decode,
+    b64encode,
+    generate_keypair,
+    open_envelope,
+    seal,
+)
+from secretlink.crypto.envelope import MAX_TEXT_BYTES
+from secretlink.crypto.keyfile import KeyFile, dump_key_file, load_key_file
+from secretlink.crypto.proof import derive_ephemeral, prove, verify
+
+TEXTS = ["hello", "", "grüße ✉️ 🔐 שלום", "a\x00b", "x" * 251, "é" * (MAX_TEXT_BYTES // 2)]
+
+
+def js(requests: list[dict]) -> list[dict]:
+    node = shutil.which("node")
+    if node is None:
+        if IN_CI:
+            pytest.fail("node is required for the interop tests")
+        pytest.skip("node not installed")
+    result = subprocess.run(
+        [node, str(ROOT / "tests" / "js" / "interop.mjs")],
+        input=json.dumps(requests),
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env={**os.environ, "NODE_OPTIONS": ""},
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_javascript_seals_python_opens():
+    keypair = generate_keypair()
+    answers = js([{"op": "seal", "public_key": keypair.public_key_text, "text": t} for t in TEXTS])
+    opened = [open_envelope(b64decode(a["envelope"]), keypair.secret_key).text for a in answers]
+    assert opened == TEXTS
+
+
+def test_python_seals_javascript_opens():
+    keypair = generate_keypair()
+    requests = [
+        {
+            "op": "open",
+            "secret_key": b64encode(keypair.secret_key),
+            "envelope": b64encode(seal(text, keypair.public_key)),
+        }
+        for text in TEXTS
+    ]
+    assert [a["text"] for a in js(requests)] == TEXTS
+
+
+def test_both_refuse_the_other_s_envelope_for_another_key():
+    keypair, other = generate_keypair(), generate_keypair()
+    envelope = js([{"op": "seal", "public_key": keypair.public_key_text, "text": "hi"}])[0]
+    with pytest.raises(DecryptError):
+        open_envelope(b64decode(envelope["envelope"]), other.secret_key)
+    answer = js(
+        [
+            {
+                "op": "open",
+                "secret_key": b64encode(other.secret_key),
+                "envelope": b64encode(seal("hi", keypair.public_key)),
+            }
+        ]
+    )
+    assert answer == [{"error": "DecryptError"}]
+
+
+def test_key_files_work_in_both_directions():
+    made_by_js = js([{"op": "keygen"}])[0]["key_file"]
+    loaded = load_key_file(made_by_js)
+    assert loaded.server == "http://127.0.0.1:1"
+    made_by_python = dump_key_file(KeyFile(generate_keypair(), "https://host.example"))
+    answer = js([{"op": "load_key_file", "text": made_by_python}])[0]
+    assert answer["public_key"] == load_key_file(made_by_python).keypair.public_key_text
+
+
+def test_javascript_proof_verifies_in_python():
+    keypair = generate_keypair()
+    nonce = os.urandom(32)
+    ephemeral_secret, server_key = derive_ephemeral(os.urandom(32), nonce)
+    answer = js(
+        [
+            {
+                "op": "prove",
+                "secret_key": b64encode(keypair.secret_key),
+                "server_key": b64encode(server_key),
+                "nonce": b64encode(nonce),
+                "expires_at": 1900000000,
+                "origin": "https://host.example",
+            }
+        ]
+    )[0]
+    mac = b64decode(answer["mac"])
+    assert mac == prove(keypair.secret_key, server_key, nonce, 1900000000, "https://host.example")
+    verify(ephemeral_secret, keypair.public_key, nonce, 1900000000, "https://host.example", mac)

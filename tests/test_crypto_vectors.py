@@ -1,0 +1,121 @@
+"""The Python implementation against the shared vector files in crypto/vectors/."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from secretlink import crypto
+from secretlink.crypto import b64decode, b64encode, decode_public_key, open_envelope
+from secretlink.crypto.keyfile import load_key_file
+from secretlink.crypto.proof import prove, verify
+
+ROOT = Path(__file__).resolve().parent.parent
+VECTORS = ROOT / "crypto" / "vectors"
+
+
+def cases(name: str) -> list[dict]:
+    return json.loads((VECTORS / name).read_text(encoding="utf-8"))["cases"]
+
+
+def ids(name: str) -> list[str]:
+    return [case["desc"] for case in cases(name)]
+
+
+def expect_error(case: dict):
+    """pytest.raises for the class the vector names, which must be one of ours."""
+    error_class = getattr(crypto, case["expect"])
+    assert issubclass(error_class, crypto.SecretlinkCryptoError)
+    return pytest.raises(error_class)
+
+
+@pytest.mark.parametrize("case", cases("envelope.json"), ids=ids("envelope.json"))
+def test_envelope_vectors(case):
+    def run():
+        return open_envelope(b64decode(case["envelope"]), b64decode(case["secret_key"]))
+
+    if case["expect"] == "ok":
+        assert run().text == case["text"]
+    else:
+        with expect_error(case):
+            run()
+
+
+@pytest.mark.parametrize("case", cases("public_key.json"), ids=ids("public_key.json"))
+def test_public_key_vectors(case):
+    if case["expect"] == "ok":
+        assert b64encode(decode_public_key(case["text"])) == case["text"]
+    else:
+        with expect_error(case):
+            decode_public_key(case["text"])
+
+
+@pytest.mark.parametrize("case", cases("base64.json"), ids=ids("base64.json"))
+def test_base64_vectors(case):
+    if case["expect"] == "ok":
+        assert b64decode(case["text"]).hex() == case["bytes"]
+    else:
+        with expect_error(case):
+            b64decode(case["text"])
+
+
+@pytest.mark.parametrize("case", cases("key_file.json"), ids=ids("key_file.json"))
+def test_key_file_vectors(case):
+    if case["expect"] == "ok":
+        key_file = load_key_file(case["text"])
+        assert key_file.keypair.public_key_text == case["public_key"]
+        assert key_file.server == case["server"]
+    else:
+        with expect_error(case):
+            load_key_file(case["text"])
+
+
+@pytest.mark.parametrize("case", cases("auth.json"), ids=ids("auth.json"))
+def test_auth_vectors(case):
+    def field(name):
+        return b64decode(case[name])
+
+    if case["expect"] == "ok":
+        mac = prove(
+            field("secret_key"),
+            field("server_key"),
+            field("nonce"),
+            case["expires_at"],
+            case["origin"],
+        )
+        assert b64encode(mac) == case["mac"]
+    public_key = b64decode(case.get("verify_public_key", case["public_key"]))
+
+    def run():
+        verify(
+            field("server_secret"),
+            public_key,
+            field("nonce"),
+            case.get("verify_expires_at", case["expires_at"]),
+            case.get("verify_origin", case["origin"]),
+            field("mac"),
+        )
+
+    if case["expect"] == "ok":
+        run()
+    else:
+        with expect_error(case):
+            run()
+
+
+def test_vector_files_match_their_generator():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "crypto" / "generate_vectors.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_vector_file_case_has_a_description_and_expectation():
+    for path in VECTORS.glob("*.json"):
+        for case in json.loads(path.read_text(encoding="utf-8"))["cases"]:
+            assert case["desc"] and case["expect"], (path.name, case)

@@ -1,0 +1,160 @@
+"""Rate limits: 429 with Retry-After, per client / inbox / instance, shared through Redis,
+and never keyed by a readable address."""
+
+import os
+from dataclasses import replace
+
+import pytest
+from conftest import IN_CI
+
+from secretlink import create_app
+from secretlink.crypto import b64encode, generate_keypair, seal
+from secretlink.limits import RotatingKey, network_of
+from secretlink.settings import Settings
+
+REDIS_URL = os.environ.get("SECRETLINK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def make_app(tmp_path, **limits):
+    settings = Settings(data_dir=tmp_path / "data", secret_key="k" * 40, pow_difficulty=0, **limits)
+    return create_app(settings)
+
+
+def registered_inbox(app):
+    from conftest import register
+
+    keypair = generate_keypair()
+    register(app.test_client(), keypair)
+    return keypair
+
+
+def send(client, keypair, address="192.0.2.1"):
+    return client.post(
+        f"/api/v1/inboxes/{keypair.public_key_text}/messages",
+        json={"ciphertext": b64encode(seal("x", keypair.public_key))},
+        environ_base={"REMOTE_ADDR": address},
+    )
+
+
+def test_client_limit_answers_429_with_retry_after(tmp_path):
+    app = make_app(tmp_path, rate_limit_client="3/minute")
+    keypair, client = registered_inbox(app), app.test_client()
+    assert [send(client, keypair).status_code for _ in range(3)] == [201, 201, 201]
+    refused = send(client, keypair)
+    assert refused.status_code == 429
+    assert refused.get_json()["code"] == "rate_limited"
+    assert int(refused.headers["Retry-After"]) > 0
+    # Another client is not affected.
+    assert send(client, keypair, address="198.51.100.7").status_code == 201
+
+
+def test_ipv6_clients_are_grouped_by_64(tmp_path):
+    app = make_app(tmp_path, rate_limit_client="2/minute")
+    keypair, client = registered_inbox(app), app.test_client()
+    assert send(client, keypair, "2001:db8:1:2::1").status_code == 201
+    assert send(client, keypair, "2001:db8:1:2:ffff::9").status_code == 201
+    assert send(client, keypair, "2001:db8:1:2::77").status_code == 429
+    assert send(client, keypair, "2001:db8:1:3::1").status_code == 201
+
+
+def test_inbox_limit_counts_all_senders(tmp_path):
+    app = make_app(tmp_path, rate_limit_inbox="3/minute")
+    keypair, other, client = registered_inbox(app), registered_inbox(app), app.test_client()
+    codes = [send(client, keypair, f"192.0.2.{i}").status_code for i in range(4)]
+    assert codes == [201, 201, 201, 429]
+    assert send(client, other, "192.0.2.99").status_code == 201
+
+
+def test_instance_limit(tmp_path):
+    app = make_app(tmp_path, rate_limit_global="2/minute")
+    first, second, client = registered_inbox(app), registered_inbox(app), app.test_client()
+    assert send(client, first, "192.0.2.1").status_code == 201
+    assert send(client, second, "192.0.2.2").status_code == 201
+    assert send(client, first, "192.0.2.3").status_code == 429
+
+
+def test_proof_of_possession_is_limited_per_client(tmp_path):
+    app = make_app(tmp_path, rate_limit_auth="2/minute")
+    client = app.test_client()
+    body = {"public_key": generate_keypair().public_key_text}
+    codes = [client.post("/api/v1/auth/challenge", json=body).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+
+
+def test_limits_can_be_switched_off(tmp_path):
+    app = make_app(tmp_path, rate_limit_client="1/minute", rate_limits_enabled=False)
+    keypair, client = registered_inbox(app), app.test_client()
+    assert {send(client, keypair).status_code for _ in range(3)} == {201}
+
+
+@pytest.mark.parametrize(
+    ("address", "network"),
+    [
+        ("192.0.2.10", "192.0.2.10"),
+        ("2001:db8:aa:bb:1:2:3:4", "2001:db8:aa:bb::/64"),
+        ("::ffff:192.0.2.10", "192.0.2.10"),
+        ("not an address", "unknown"),
+    ],
+)
+def test_network_of(address, network):
+    assert network_of(address) == network
+
+
+def test_limiter_keys_do_not_contain_addresses(tmp_path):
+    app = make_app(tmp_path)
+    with app.test_request_context(environ_base={"REMOTE_ADDR": "203.0.113.77"}):
+        from secretlink.limits import client_key
+
+        key = client_key()
+    assert "203.0.113.77" not in key and "203" not in key.split(":")[1][:3] + "x"
+    assert key.startswith("client:") and len(key) == len("client:") + 32
+
+
+def test_rotating_key_is_stable_within_a_period_and_random_across_instances():
+    one, two = RotatingKey(None), RotatingKey(None)
+    assert one.current() == one.current()
+    assert one.current() != two.current()
+
+
+# ---- Redis: several workers (here: apps) share counters and the hashing key ----
+
+
+def require_redis() -> None:
+    """Fail under CI, skip loudly elsewhere, when the test Redis is not there."""
+    redis = pytest.importorskip("redis")
+    connection = redis.Redis.from_url(REDIS_URL)
+    try:
+        connection.ping()
+    except redis.ConnectionError:
+        message = f"Redis not reachable at {REDIS_URL}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip("REDIS TESTS SKIPPED: " + message)
+    connection.flushdb()
+
+
+@pytest.fixture
+def redis_url():
+    require_redis()
+    yield REDIS_URL
+    require_redis()  # flushes what the test left
+
+
+def test_two_workers_share_limits_and_client_key_through_redis(tmp_path, redis_url):
+    settings = Settings(
+        data_dir=tmp_path / "shared",
+        secret_key="k" * 40,
+        redis_url=redis_url,
+        rate_limit_client="3/minute",
+        pow_difficulty=0,
+    )
+    first, second = create_app(settings), create_app(replace(settings))
+    keypair = registered_inbox(first)
+    assert RotatingKey(redis_url).current() == RotatingKey(redis_url).current()
+    codes = [
+        send(first.test_client(), keypair).status_code,
+        send(second.test_client(), keypair).status_code,
+        send(first.test_client(), keypair).status_code,
+        send(second.test_client(), keypair).status_code,
+    ]
+    assert codes == [201, 201, 201, 429]

@@ -1,0 +1,201 @@
+"""Storage on SQLite and PostgreSQL: paging, ownership, single use, whole transactions."""
+
+import secrets
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import IntegrityError
+
+from secretlink.crypto import generate_keypair
+from secretlink.storage import MessageRow, Storage, UsedNonceRow, expiry, utcnow
+
+
+@pytest.fixture
+def storage(database_url) -> Iterator[Storage]:
+    storage = Storage.from_url(database_url)
+    storage.create_schema()
+    yield storage
+    storage.engine.dispose()
+
+
+def new_inbox(storage: Storage) -> str:
+    public_key = generate_keypair().public_key_text
+    assert storage.save_inbox(public_key, "")
+    return public_key
+
+
+def add(storage: Storage, public_key: str, envelope: bytes = b"sealed") -> str:
+    message_id = storage.add_message(public_key, envelope)
+    assert message_id is not None
+    return message_id
+
+
+def listed_ids(storage: Storage, public_key: str, limit: int = 50, before: str | None = None):
+    page = storage.list_messages(public_key, limit, before)
+    return None if page is None else [message.id for message in page]
+
+
+def count(storage: Storage, model) -> int:
+    with storage.engine.connect() as connection:
+        return connection.scalar(select(func.count()).select_from(model))
+
+
+def test_saving_an_inbox_again_updates_its_prompt(storage):
+    public_key = generate_keypair().public_key_text
+    assert storage.save_inbox(public_key, "first") is True
+    assert storage.save_inbox(public_key, "second") is False
+    assert storage.get_inbox(public_key).prompt == "second"
+
+
+def test_pages_run_newest_first_and_stay_within_the_inbox(storage):
+    mine, other = new_inbox(storage), new_inbox(storage)
+    ids = []
+    for i in range(5):
+        ids.append(add(storage, mine, bytes([i])))
+        add(storage, other)  # interleaved, so a page must skip rows of another inbox
+    newest_first = ids[::-1]
+    assert listed_ids(storage, mine, 2) == newest_first[0:2]
+    assert listed_ids(storage, mine, 2, before=newest_first[1]) == newest_first[2:4]
+    assert listed_ids(storage, mine, 2, before=newest_first[3]) == newest_first[4:]
+    assert listed_ids(storage, mine, 2, before=newest_first[4]) == []
+    assert [m.envelope for m in storage.list_messages(mine, 50)] == [
+        bytes([i]) for i in (4, 3, 2, 1, 0)
+    ]
+
+
+def test_a_cursor_must_name_a_message_of_the_same_inbox(storage):
+    mine, other = new_inbox(storage), new_inbox(storage)
+    add(storage, mine)
+    theirs = add(storage, other)
+    assert listed_ids(storage, mine, before=theirs) is None
+    assert listed_ids(storage, mine, before="no-such-message") is None
+
+
+def test_a_message_is_deleted_only_through_its_own_inbox(storage):
+    mine, other = new_inbox(storage), new_inbox(storage)
+    message_id = add(storage, mine)
+    assert storage.delete_message(other, message_id) is False
+    assert listed_ids(storage, mine) == [message_id]
+    assert storage.delete_message(mine, message_id) is True
+    assert storage.delete_message(mine, message_id) is False
+    assert listed_ids(storage, mine) == []
+
+
+def test_no_message_is_stored_for_an_unknown_inbox(storage):
+    assert storage.add_message(generate_keypair().public_key_text, b"sealed") is None
+    assert count(storage, MessageRow) == 0
+
+
+def test_a_nonce_is_spent_once(storage):
+    nonce = secrets.token_bytes(32)
+    assert storage.use_nonce(nonce, expiry(60)) is True
+    assert storage.use_nonce(nonce, expiry(60)) is False
+    assert storage.use_nonce(secrets.token_bytes(32), expiry(60)) is True
+
+
+def test_expired_nonces_are_purged_by_the_next_use(storage):
+    expired, fresh = secrets.token_bytes(32), secrets.token_bytes(32)
+    assert storage.use_nonce(expired, utcnow() - timedelta(seconds=1))
+    assert storage.use_nonce(fresh, expiry(60))
+    with storage.engine.connect() as connection:
+        assert connection.scalars(select(UsedNonceRow.nonce)).all() == [fresh]
+
+
+def test_deleting_an_inbox_removes_its_messages_only(storage):
+    mine, other = new_inbox(storage), new_inbox(storage)
+    add(storage, mine)
+    add(storage, mine)
+    kept = add(storage, other)
+    assert storage.delete_inbox(mine) is True
+    assert storage.get_inbox(mine) is None
+    assert count(storage, MessageRow) == 1
+    assert listed_ids(storage, other) == [kept]
+    assert storage.delete_inbox(mine) is False
+
+
+def test_an_inbox_deletion_that_fails_midway_deletes_nothing(storage):
+    """Its messages go first; if the inbox row then cannot go, they must come back."""
+    mine = new_inbox(storage)
+    message_id = add(storage, mine)
+
+    def fail_on_inbox_delete(_conn, _cursor, statement, *_args) -> None:
+        if statement.startswith("DELETE FROM inboxes"):
+            raise RuntimeError("the database went away")
+
+    event.listen(storage.engine, "before_cursor_execute", fail_on_inbox_delete)
+    try:
+        with pytest.raises(RuntimeError, match="went away"):
+            storage.delete_inbox(mine)
+    finally:
+        event.remove(storage.engine, "before_cursor_execute", fail_on_inbox_delete)
+    assert storage.get_inbox(mine) is not None
+    assert listed_ids(storage, mine) == [message_id]
+
+
+def test_a_failed_insert_leaves_no_row_and_storage_keeps_working(storage, monkeypatch):
+    mine = new_inbox(storage)
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda _n: "the-same-id-twice")
+    first = add(storage, mine)
+    with pytest.raises(IntegrityError):
+        storage.add_message(mine, b"second")
+    monkeypatch.undo()
+    assert count(storage, MessageRow) == 1
+    # The failed transaction was rolled back, not left open on a pooled connection.
+    second = add(storage, mine)
+    assert listed_ids(storage, mine) == [second, first]
+
+
+def test_deleted_envelopes_do_not_linger_in_the_sqlite_file(tmp_path):
+    """secure_delete: once deleted and checkpointed, the bytes are gone from the file."""
+    from sqlalchemy import text
+
+    from secretlink.storage import Storage
+
+    storage = Storage.from_url(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    storage.create_schema()
+    storage.save_inbox("k" * 43, "")
+    marker = b"ENVELOPE-MARKER-" * 64
+    message_id = storage.add_message("k" * 43, marker)
+
+    def checkpoint():
+        with storage.engine.connect() as connection:
+            connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+
+    checkpoint()
+    with storage.engine.connect() as connection:
+        # Some SQLite builds (Debian's) default to it; the service does not rely on that.
+        assert connection.execute(text("PRAGMA secure_delete")).scalar() == 1
+    assert marker[:32] in (tmp_path / "db.sqlite3").read_bytes()  # it was on disk
+    assert storage.delete_message("k" * 43, message_id)
+    checkpoint()
+    storage.engine.dispose()
+    assert marker[:32] not in (tmp_path / "db.sqlite3").read_bytes()
+
+
+def test_concurrent_messages_are_committed_together_and_each_settled(storage):
+    """Group commit: many writers at once, one of them to an unknown inbox. Every
+    known-inbox message is stored exactly once; the stray one alone is refused."""
+    import threading
+
+    from secretlink.storage import MessageRow
+
+    public_key = new_inbox(storage)
+    results: dict[int, str | None] = {}
+    barrier = threading.Barrier(24)
+
+    def writer(number: int) -> None:
+        barrier.wait()
+        target = "u" * 43 if number == 7 else public_key
+        results[number] = storage.add_message(target, f"sealed {number}".encode())
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results.pop(7) is None
+    assert all(results.values())
+    assert sorted(listed_ids(storage, public_key)) == sorted(results.values())
+    assert count(storage, MessageRow) == 23
