@@ -1,0 +1,1 @@
+"""secretlink's benchmark suite: `make bench` (see docs/PERFORMANCE.md)."""

@@ -1,0 +1,45 @@
+"""The benchmark instance: `secretlink serve`'s production stack, plus a baseline.
+
+It is the same gunicorn configuration and the same app as `secretlink serve`, with
+one extra endpoint, POST /bench/echo, which parses a JSON body and answers 201 like
+the message endpoint does but stores nothing: the trivial baseline the goals are
+measured against. Rate limits and the proof-of-work gate are off (the load comes
+from one address, and the goals measure the service, not the puzzle).
+
+    python -m benchmarks.bench_server PORT
+"""
+
+import sys
+from dataclasses import replace
+
+from flask import jsonify, request
+
+from secretlink.server import SecretlinkServer, prepare
+from secretlink.settings import Settings
+
+
+class BenchServer(SecretlinkServer):
+    def load(self):
+        app = super().load()
+
+        @app.post("/bench/echo")
+        def echo():
+            body = request.get_json()
+            return jsonify(id="x" * 22, size=len(body.get("ciphertext", ""))), 201
+
+        return app
+
+
+def main() -> None:
+    settings = replace(
+        Settings.from_env(),
+        port=int(sys.argv[1]),
+        rate_limits_enabled=False,
+        pow_difficulty=0,
+        log_level="WARNING",
+    )
+    BenchServer(prepare(settings)).run()
+
+
+if __name__ == "__main__":
+    main()
