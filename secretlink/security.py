@@ -3,7 +3,8 @@
 The CSP allows only same-origin scripts and styles (no inline code, no eval, no
 WebAssembly: every page runs on pure-JS crypto) and requires Trusted Types, so
 no page script can write HTML from a string even by mistake; the one policy
-allowed (`secretlink-worker`) admits only the sender page's same-origin worker.
+allowed (`secretlink-worker`) admits only the sender page's worker, started from
+a blob of bytes that passed an integrity check.
 """
 
 from flask import Flask, Response, request
@@ -15,7 +16,9 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "style-src 'self'",
         "img-src 'self'",
         "connect-src 'self'",
-        "worker-src 'self'",
+        # The sender page starts its worker from a blob it made from bytes it fetched
+        # with an integrity check (browsers check none for a worker URL).
+        "worker-src blob:",
         "form-action 'self'",
         "base-uri 'none'",
         "frame-ancestors 'none'",

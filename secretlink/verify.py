@@ -35,9 +35,10 @@ from secretlink.settings import Settings, canonical_origin
 # No page or asset of the release comes near this; a server sending more is
 # stopped rather than allowed to fill the verifier's memory.
 MAX_BODY = 16 * 1024 * 1024
-# The sender page names its proof-of-work worker here; the worker is code from the
-# server too, but no `integrity` attribute covers it.
+# The sender page names its proof-of-work worker and the worker's integrity hash
+# here; its script fetches the worker with that hash before starting it.
 WORKER_ATTRIBUTE = "data-pow-worker"
+WORKER_INTEGRITY_ATTRIBUTE = "data-pow-worker-integrity"
 # Announcing "I am the verifier" would make serving it a clean copy trivial. Looking
 # like Tor Browser does not make the request indistinguishable (TLS and header
 # details still differ), it only avoids handing the server a label.
@@ -106,7 +107,9 @@ class PageParser(HTMLParser):
         elif tag == "link" and "stylesheet" in attributes.get("rel", "").lower().split():
             self._add("stylesheet", attributes.get("href", ""), attributes.get("integrity"))
         if WORKER_ATTRIBUTE in attributes:
-            self._add("worker", attributes[WORKER_ATTRIBUTE], None)
+            self._add(
+                "worker", attributes[WORKER_ATTRIBUTE], attributes.get(WORKER_INTEGRITY_ATTRIBUTE)
+            )
         if attributes.get("id") == "prompt" and not self._prompt_seen:
             self._prompt_tag, self._prompt_seen = tag, True
 
@@ -375,8 +378,6 @@ def check_asset(fetcher: Fetcher, release: Release, url: str, refs: list[Ref]) -
 
 
 def integrity_problem(ref: Ref, body: bytes) -> str | None:
-    if ref.kind == "worker":
-        return None  # workers have no integrity attribute; the bytes are compared below
     if ref.integrity is None:
         return f"the page loads this {ref.kind} without an integrity attribute"
     # Exactly the one sha384 the release writes: with several hashes a browser uses

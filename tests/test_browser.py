@@ -219,6 +219,40 @@ def test_sender_sees_clear_errors(browser, live_server):
     sender.get_by_role("status").filter(has_text="too long").wait_for()
 
 
+def test_a_tampered_proof_of_work_worker_is_not_run(browser, live_server):
+    """The worker's bytes must match the integrity hash in the page, or nothing is sent."""
+    keypair = generate_keypair()
+    owner = InboxClient(live_server.url, keypair)
+    link = owner.register("")["link"]
+    # The refused fetch is logged to the console on purpose here.
+    sender = new_page(browser, PageErrors())
+    sender.route(
+        "**/static/build/pow-worker.js*",
+        lambda route: route.fulfill(
+            status=200,
+            content_type="text/javascript",
+            body="self.onmessage = () => self.postMessage({ solution: 0 });",
+        ),
+    )
+    sender.goto(link)
+    sender.get_by_label("Message").fill("must not be sent by tampered code")
+    sender.get_by_role("button", name="Send").click()
+    sender.get_by_role("status").filter(has_text="integrity check").wait_for()
+    assert list(owner.messages()) == []
+
+
+def test_key_file_for_another_server_says_so(browser, live_server, page_errors, tmp_path):
+    keypair = generate_keypair()
+    InboxClient(live_server.url, keypair).register("")
+    key_path = tmp_path / "elsewhere.key"
+    key_path.write_text(dump_key_file(KeyFile(keypair, "https://elsewhere.example")))
+    reader = new_page(browser, page_errors)
+    reader.goto(live_server.url + "/inbox")
+    reader.get_by_label("Open an inbox from a key file").set_input_files(str(key_path))
+    reader.get_by_role("status").filter(has_text="0 messages").wait_for()
+    assert "https://elsewhere.example" in reader.locator("#key-file-note").text_content()
+
+
 def test_damaged_link_shows_a_clear_page(browser, live_server):
     page = browser.new_page()
     response = page.goto(live_server.url + "/to/not-a-key")

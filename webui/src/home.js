@@ -26,9 +26,7 @@ async function createInbox(event) {
     // Show a link built from our own key: a server that answered with a link to a
     // key of its own would read what senders send.
     const link = `${location.origin}/to/${b64encode(keyPair.publicKey)}`;
-    if (inbox.link !== link) {
-      say("Warning: the server suggested a different link. Use only the one shown here.", "error");
-    }
+    const linkMismatch = inbox.link !== link;
     $("#link").value = link;
     $("#open-inbox").href = `/inbox#${inbox.public_key}`;
     $("#persist-note").textContent = !stored
@@ -38,8 +36,13 @@ async function createInbox(event) {
         : "This browser did not promise to keep the key: it may clear it when space runs low.";
     $("#created").hidden = false;
     $("#create-form").hidden = true;
-    say(stored ? "Inbox created." : "Inbox created, but the key is not stored: download it now.",
-      stored ? "success" : "error");
+    if (linkMismatch) {
+      say("Inbox created, but the server suggested a different link. Share only the one shown here.",
+        "error");
+    } else {
+      say(stored ? "Inbox created." : "Inbox created, but the key is not stored: download it now.",
+        stored ? "success" : "error");
+    }
   } catch (err) {
     say(`Could not create the inbox: ${err.message}`, "error");
   } finally {

@@ -70,6 +70,7 @@ async function openInbox(keyPair) {
   const publicKey = b64encode(keyPair.publicKey);
   current = { keyPair, publicKey, session: inboxSession(keyPair) };
   history.replaceState(null, "", `#${publicKey}`);
+  $("#key-file-note").textContent = "";
   $("#inbox").hidden = false;
   $("#inbox-link").value = `${location.origin}/to/${publicKey}`;
   $("#messages").replaceChildren();
@@ -97,7 +98,7 @@ async function showStoredInboxes() {
   list.replaceChildren(...records.map((record) => {
     const item = element("li");
     const open = element("button", { type: "button" }, "Open");
-    open.addEventListener("click", async () => openInbox((await loadKey(record.publicKey)).keyPair));
+    open.addEventListener("click", () => openStored(record.publicKey));
     const label = record.prompt ? `${record.prompt} — ` : "";
     item.append(element("span", { class: "key" }, `${label}${record.publicKey.slice(0, 12)}…`), " ", open);
     return item;
@@ -118,9 +119,6 @@ async function openKeyFile(event) {
   } finally {
     event.target.value = "";
   }
-  if (keyFile.server && keyFile.server !== location.origin) {
-    say(`Note: this key file was made for ${keyFile.server}; looking for the inbox here.`);
-  }
   const keyPair = { publicKey: keyFile.publicKey, secretKey: keyFile.secretKey };
   try {
     await saveKey(keyPair);
@@ -130,6 +128,20 @@ async function openKeyFile(event) {
     // Not stored (private mode): the inbox still opens for this visit.
   }
   await openInbox(keyPair);
+  $("#key-file-note").textContent = keyFile.server && keyFile.server !== location.origin
+    ? `This key file was made for ${keyFile.server}; the inbox shown is the one on this server.`
+    : "";
+}
+
+// Open a key kept in this browser; it may have been removed in another tab meanwhile.
+async function openStored(publicKey) {
+  const stored = await loadKey(publicKey);
+  if (!stored) {
+    say("This key is no longer stored in this browser.", "error");
+    await showStoredInboxes();
+    return;
+  }
+  await openInbox(stored.keyPair);
 }
 
 async function forget() {
@@ -168,7 +180,7 @@ $("#delete-inbox").addEventListener("click", deleteInbox);
 const records = await showStoredInboxes();
 const wanted = location.hash.slice(1);
 if (wanted && records.some((record) => record.publicKey === wanted)) {
-  await openInbox((await loadKey(wanted)).keyPair);
+  await openStored(wanted);
 } else if (records.length === 1) {
-  await openInbox((await loadKey(records[0].publicKey)).keyPair);
+  await openStored(records[0].publicKey);
 }

@@ -33,28 +33,43 @@ function showSize() {
   size.dataset.kind = used > MAX_TEXT_BYTES ? "error" : "info";
 }
 
+// The worker's code is fetched with the integrity hash the page names (browsers
+// check no integrity for `new Worker(url)`), then started from that verified copy.
 // Trusted Types (required by the CSP) let a script URL through only via a policy;
-// this one accepts nothing but the worker bundle named in the page, on this origin.
-const workerUrl = (() => {
-  const url = new URL(form.dataset.powWorker, location.href);
-  if (url.origin !== location.origin || !url.pathname.startsWith("/static/build/pow-worker.js")) {
-    throw new Error("unexpected worker script");
+// this one accepts nothing but the blob made here from the verified bytes.
+let workerUrl = null;
+async function verifiedWorkerUrl() {
+  if (workerUrl) return workerUrl;
+  const source = new URL(form.dataset.powWorker, location.href);
+  if (source.origin !== location.origin || !source.pathname.startsWith("/static/build/pow-worker.js")) {
+    throw new Error("The page names an unexpected worker script.");
   }
-  if (!window.trustedTypes) return url.href;
-  return trustedTypes
-    .createPolicy("secretlink-worker", { createScriptURL: (value) => (value === url.href ? value : null) })
-    .createScriptURL(url.href);
-})();
+  let response;
+  try {
+    response = await fetch(source, { integrity: form.dataset.powWorkerIntegrity, credentials: "omit" });
+  } catch {
+    throw new Error("The anti-spam script could not be loaded or failed its integrity check.");
+  }
+  if (!response.ok) throw new Error(`The anti-spam script could not be loaded (${response.status}).`);
+  const blobUrl = URL.createObjectURL(new Blob([await response.arrayBuffer()], { type: "text/javascript" }));
+  workerUrl = window.trustedTypes
+    ? trustedTypes
+      .createPolicy("secretlink-worker", { createScriptURL: (value) => (value === blobUrl ? value : null) })
+      .createScriptURL(blobUrl)
+    : blobUrl;
+  return workerUrl;
+}
 
 // The server's puzzle, solved in a Web Worker so the page stays responsive; the status
 // line shows how far along the expected work is.
-function proofOfWork({ puzzle, difficulty }) {
+async function proofOfWork({ puzzle, difficulty }) {
   if (!(difficulty >= 0 && difficulty <= MAX_POW_BITS)) {
-    return Promise.reject(new Error("The server asks for an unreasonable amount of work."));
+    throw new Error("The server asks for an unreasonable amount of work.");
   }
   const expected = 2 ** difficulty;
+  const url = await verifiedWorkerUrl();
   return new Promise((resolve, reject) => {
-    const worker = new Worker(workerUrl);
+    const worker = new Worker(url);
     worker.onmessage = ({ data }) => {
       if (data.solution !== undefined) {
         worker.terminate();
