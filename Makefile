@@ -21,7 +21,7 @@ run: install
 	$(BIN)/secretlink serve --host $(HOST) --port $(PORT)
 
 test: install chromium dist
-	node --test crypto/tests/
+	node --test crypto/tests/*.test.mjs
 	$(BIN)/python -m pytest
 
 # Performance goals P1-P5 (docs/PERFORMANCE.md): a few minutes, loopback only.

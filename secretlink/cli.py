@@ -6,7 +6,7 @@ Failures print one line on stderr and exit with status 1 (2 for a usage mistake)
 import json
 import os
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import click
@@ -47,8 +47,36 @@ def inbox_client(server: str | None, key_file: str) -> InboxClient:
     raise AssertionError("unreachable")
 
 
+DATABASE_URL = "secretlink.database_url"  # the click context's note of the database in use
+
+
+def using_database(settings: Settings) -> Settings:
+    """Note which database the command uses, for the message if it fails."""
+    click.get_current_context().meta[DATABASE_URL] = settings.database_url
+    return settings
+
+
+def database_failure(exc: Exception, database_url: str | None) -> str:
+    """One line about a failed database operation, without the URL's password."""
+    from sqlalchemy.engine import make_url
+
+    reason = str(getattr(exc, "orig", None) or exc).strip()
+    reason = reason.splitlines()[0].strip() if reason else type(exc).__name__
+    where = "the database"
+    if database_url:
+        url = make_url(database_url)
+        if url.password:
+            reason = reason.replace(str(url.password), "***")
+        where = f"the database {url.render_as_string(hide_password=True)}"
+    return (
+        f"cannot use {where}: {reason} (check SECRETLINK_DATABASE_URL and that the "
+        "database is reachable)"
+    )
+
+
 class ClientErrorsAsClickErrors(click.Group):
-    """Turn the client's and settings' errors into one-line failures, never tracebacks."""
+    """Turn the client's, settings' and database errors into one-line failures, never
+    tracebacks."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -61,6 +89,18 @@ class ClientErrorsAsClickErrors(click.Group):
             if isinstance(exc, MigrationError):
                 raise click.ClickException(str(exc)) from None
             raise
+        except Exception as exc:
+            # Only a command that loaded SQLAlchemy can fail with one of its errors.
+            sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+            if sqlalchemy_exc and isinstance(exc, sqlalchemy_exc.SQLAlchemyError):
+                message = database_failure(exc, ctx.meta.get(DATABASE_URL))
+                raise click.ClickException(message) from None
+            raise
+
+
+def default_of(name: str) -> object:
+    """A setting's default, so that the options' help cannot drift from it."""
+    return next(item.default for item in fields(Settings) if item.name == name)
 
 
 @click.group(cls=ClientErrorsAsClickErrors)
@@ -70,17 +110,23 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", help="Address to listen on [SECRETLINK_HOST, default 127.0.0.1].")
-@click.option("--port", type=click.IntRange(1, 65535), help="Port [SECRETLINK_PORT, default 8000].")
+@click.option(
+    "--host", help=f"Address to listen on [SECRETLINK_HOST, default {default_of('host')}]."
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help=f"Port [SECRETLINK_PORT, default {default_of('port')}].",
+)
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
-    help="Worker processes [SECRETLINK_WORKERS, default 2].",
+    help=f"Worker processes [SECRETLINK_WORKERS, default {default_of('workers')}].",
 )
 @click.option(
     "--threads",
     type=click.IntRange(1, 256),
-    help="Threads per worker [SECRETLINK_THREADS, default 4].",
+    help=f"Threads per worker [SECRETLINK_THREADS, default {default_of('threads')}].",
 )
 @click.option(
     "--data-dir",
@@ -89,12 +135,13 @@ def main() -> None:
 )
 @click.option(
     "--tls-cert",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    # Checked with the settings (one line naming the setting), not as a usage error.
+    type=click.Path(dir_okay=False, path_type=Path),
     help="Serve HTTPS with this PEM certificate [SECRETLINK_TLS_CERT].",
 )
 @click.option(
     "--tls-key",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, path_type=Path),
     help="Private key for --tls-cert [SECRETLINK_TLS_KEY].",
 )
 @click.option(
@@ -105,6 +152,7 @@ def main() -> None:
 )
 def serve(self_signed: bool, **overrides) -> None:
     """Run the service with gunicorn (configured by SECRETLINK_* variables)."""
+    from secretlink import tls
     from secretlink.server import serve as run_server
 
     given = {name: value for name, value in overrides.items() if value is not None}
@@ -112,11 +160,13 @@ def serve(self_signed: bool, **overrides) -> None:
     if self_signed:
         if settings.tls_cert:
             fail("--self-signed and a certificate of your own exclude each other")
-        from secretlink.tls import self_signed as make_certificate
-
         settings = settings.with_data_dir(default_instance_path())
-        cert, key = make_certificate(settings.data_dir, settings.tls_hostnames)
+        cert, key = tls.self_signed(settings.data_dir, settings.tls_hostnames)
         settings = replace(settings, tls_cert=cert, tls_key=key)
+    elif settings.tls_cert and settings.tls_key:
+        # Before gunicorn, whose workers would otherwise fail one after another.
+        tls.check_pair(settings.tls_cert, settings.tls_key)
+    using_database(settings.with_data_dir(default_instance_path()))
     run_server(settings)
 
 
@@ -133,7 +183,7 @@ def default_instance_path() -> Path:
 
 
 def resolved_settings() -> Settings:
-    return Settings.from_env().with_data_dir(default_instance_path())
+    return using_database(Settings.from_env().with_data_dir(default_instance_path()))
 
 
 def existing_database(check_schema: bool = True) -> Settings:
@@ -145,7 +195,7 @@ def existing_database(check_schema: bool = True) -> Settings:
             f"no secretlink database in {data_dir}; set SECRETLINK_DATA_DIR or "
             "SECRETLINK_DATABASE_URL to the instance's"
         )
-    settings = settings.with_data_dir(data_dir)
+    settings = using_database(settings.with_data_dir(data_dir))
     if check_schema:
         from secretlink.migrate import require_current
 
@@ -160,6 +210,9 @@ def db_upgrade() -> None:
 
     settings = resolved_settings()
     before = current_revision(settings.database_url)
+    if before == head_revision():
+        click.echo(f"database already at {before}; nothing to do", err=True)
+        return
     upgrade(settings.database_url)
     click.echo(f"database at {head_revision()} (was {before or 'empty'})", err=True)
 

@@ -41,30 +41,39 @@ class Link:
         return b64encode(self.public_key)
 
 
+def _origin(url: str) -> str | None:
+    """The URL's canonical http(s) origin; None if it has none (or a host or port
+    urlsplit cannot read, such as port 99999 or "abc")."""
+    try:
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.port == 0:
+            return None
+        return canonical_origin(url)
+    except ValueError:
+        return None
+
+
 def parse_link(link: str) -> Link:
-    parts = urlsplit(link.strip())
-    segments = parts.path.rstrip("/").split("/")
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or len(segments) < 3
-        or segments[-2] != "to"
-    ):
-        raise ClientError(f"not a secretlink link (expected https://HOST/to/KEY): {link}")
+    origin = _origin(link)
+    segments = urlsplit(link.strip()).path.rstrip("/").split("/") if origin else []
+    if origin is None or len(segments) < 3 or segments[-2] != "to":
+        raise ClientError(f"not a secretlink link (expected https://HOST[:PORT]/to/KEY): {link}")
     try:
         public_key = decode_public_key(unquote(segments[-1]))
     except InvalidKeyError as exc:
         raise ClientError(
             f"the key in this link is damaged ({exc}); ask for the link again"
         ) from None
-    return Link(canonical_origin(link), public_key)
+    return Link(origin, public_key)
 
 
 def normalize_server(server: str) -> str:
-    parts = urlsplit(server.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ClientError(f"server must be an http:// or https:// URL, not {server!r}")
-    return canonical_origin(server)
+    origin = _origin(server)
+    if origin is None:
+        raise ClientError(
+            f"server must be an http:// or https:// URL with a valid host and port, not {server!r}"
+        )
+    return origin
 
 
 class Api:

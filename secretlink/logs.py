@@ -1,7 +1,8 @@
 """Logging that cannot leak who the clients are.
 
-secretlink itself never logs addresses or user agents, and the servers it runs
-(gunicorn, waitress) write no access log. As a second line of defence, every log
+secretlink itself never logs addresses or user agents, and the server it runs
+(gunicorn, for `secretlink serve`) writes no access log; the tests' live server
+(waitress) writes none either. As a second line of defence, every log
 record passes through a filter that replaces anything shaped like an IP address
 or an inbox key, so a library's debug message (gunicorn logs "Invalid request from
 ip=..." and each request's path at DEBUG) cannot put one in the log either.

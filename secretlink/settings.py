@@ -112,9 +112,51 @@ def _envelope_limit(text: str) -> int:
     return value
 
 
-def setting(default: Any, parse: Callable[[str], Any], doc: str, shown_default: str = ""):
-    """A Settings field: its parser and documentation travel with it."""
-    return field(default=default, metadata={"parse": parse, "doc": doc, "shown": shown_default})
+def _database_url(text: str) -> str:
+    """A URL SQLAlchemy can parse, for SQLite or PostgreSQL, whose driver is installed.
+
+    The messages never repeat the password. Imported here, not at the top: the client
+    commands read no database settings and should not pay for loading SQLAlchemy.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(text.strip())
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise ValueError(
+            "not a database URL such as postgresql+psycopg://user@host/db or "
+            "sqlite:////path/to/secretlink.sqlite3"
+        ) from None
+    shown = url.render_as_string(hide_password=True)
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError(f"{shown} is neither SQLite nor PostgreSQL, the databases supported")
+    try:
+        url.get_dialect().import_dbapi()
+    except ArgumentError:
+        raise ValueError(f"{shown} names a database driver SQLAlchemy does not know") from None
+    except ImportError as exc:
+        raise ValueError(
+            f"the driver of {shown} is not installed ({exc}); use postgresql+psycopg://"
+        ) from None
+    if url.port is not None and not 0 < url.port < 65536:
+        raise ValueError(f"{shown} has a port out of range")
+    return text.strip()
+
+
+def setting(
+    default: Any,
+    parse: Callable[[str], Any],
+    doc: str,
+    shown_default: str = "",
+    secret: bool = False,
+):
+    """A Settings field: its parser and documentation travel with it.
+
+    A `secret` setting's value is never repeated in an error message.
+    """
+    metadata = {"parse": parse, "doc": doc, "shown": shown_default, "secret": secret}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -127,9 +169,10 @@ class Settings:
     )
     database_url: str | None = setting(
         None,
-        str,
-        "SQLAlchemy database URL, e.g. `postgresql+psycopg://user@host/db`.",
+        _database_url,
+        "SQLAlchemy database URL, SQLite or PostgreSQL, e.g. `postgresql+psycopg://user@host/db`.",
         "`sqlite:///<data dir>/secretlink.sqlite3`",
+        secret=True,  # it may hold a password
     )
     secret_key: str | None = setting(
         None,
@@ -137,6 +180,7 @@ class Settings:
         "Signs challenges and access tokens (at least 32 characters). Every worker and "
         "machine of one instance must share it.",
         "generated once into `<data dir>/secret_key` (mode 0600)",
+        secret=True,
     )
     base_url: str | None = setting(
         None,
@@ -198,6 +242,7 @@ class Settings:
         _redis_url,
         "Redis URL for rate-limit state shared by all workers and machines.",
         "none (limits are counted in each worker's memory)",
+        secret=True,  # it may hold a password
     )
     rate_limits_enabled: bool = setting(True, _bool, "Enforce the rate limits below.")
     rate_limit_client: str = setting(
@@ -232,7 +277,8 @@ class Settings:
             try:
                 values[item.name] = item.metadata["parse"](raw)
             except ValueError as exc:
-                raise SettingsError(f"{env_name(item.name)}={raw!r} is not valid: {exc}") from None
+                shown = "" if item.metadata["secret"] else f"={raw!r}"
+                raise SettingsError(f"{env_name(item.name)}{shown} is not valid: {exc}") from None
         return cls(**values).validated()
 
     def validated(self) -> "Settings":
@@ -242,14 +288,24 @@ class Settings:
             raise SettingsError("SECRETLINK_SECRET_KEY must be at least 32 characters")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise SettingsError("SECRETLINK_TLS_CERT and SECRETLINK_TLS_KEY go together")
+        for name, path in (("tls_cert", self.tls_cert), ("tls_key", self.tls_key)):
+            if path is not None and not path.is_file():
+                option = "--" + name.replace("_", "-")
+                raise SettingsError(f"{env_name(name)} ({option}): there is no file {path}")
         return self
 
     def with_data_dir(self, default: Path) -> "Settings":
         """Fill in the defaults that depend on the data folder, creating it if needed."""
         data_dir = Path(self.data_dir or default_data_dir(default)).resolve()
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         database_url = self.database_url or f"sqlite:///{data_dir / 'secretlink.sqlite3'}"
-        secret_key = self.secret_key or load_or_create_secret_key(data_dir / "secret_key")
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            secret_key = self.secret_key or load_or_create_secret_key(data_dir / "secret_key")
+        except OSError as exc:
+            raise SettingsError(
+                f"SECRETLINK_DATA_DIR: cannot use {exc.filename or data_dir} as the data "
+                f"folder: {exc.strerror}"
+            ) from None
         return replace(self, data_dir=data_dir, database_url=database_url, secret_key=secret_key)
 
 

@@ -14,6 +14,9 @@ from secretlink.cli import main
 from secretlink.crypto import generate_keypair
 from secretlink.crypto.envelope import MAX_TEXT_BYTES
 from secretlink.crypto.keyfile import load_key_file
+from secretlink.settings import Settings
+
+A_KEY = generate_keypair().public_key_text
 
 
 def run(*args: str, stdin: str | None = None):
@@ -122,6 +125,13 @@ def test_server_down(key_file):
     )
 
 
+def test_create_with_the_server_down(key_file):
+    assert_fails_cleanly(
+        run("inbox", "create", "--server", "http://127.0.0.1:9", "--key-file", key_file),
+        "cannot reach the server at http://127.0.0.1:9",
+    )
+
+
 def test_wrong_key_reads_nothing(link, live_server, tmp_path):
     other = str(tmp_path / "other.key")
     run("keygen", "--key-file", other)
@@ -143,10 +153,35 @@ def test_send_to_unknown_inbox(live_server):
         ("http://127.0.0.1/to/short", "damaged"),
         ("http://127.0.0.1/to/" + "A" * 43, "damaged"),  # the all-zero, low-order key
         ("ftp://host/to/" + "B" * 43, "not a secretlink link"),
+        # Ports and hosts urlsplit cannot read raise ValueError there.
+        (f"https://h:99999/to/{A_KEY}", "not a secretlink link"),
+        (f"http://h:abc/to/{A_KEY}", "not a secretlink link"),
+        (f"http://h:-1/to/{A_KEY}", "not a secretlink link"),
+        (f"http://[::1/to/{A_KEY}", "not a secretlink link"),
+        (f"http://h:0/to/{A_KEY}", "not a secretlink link"),
     ],
 )
 def test_bad_links(link, expected):
     assert_fails_cleanly(run("send", link, "hello"), expected)
+
+
+@pytest.mark.parametrize("server", ["http://h:99999", "http://h:abc", "http://[::1", "ftp://h"])
+def test_bad_server_urls(server, key_file, tmp_path):
+    for args in (
+        ["keygen", "--key-file", str(tmp_path / "new.key")],
+        ["inbox", "read", "--key-file", key_file],
+        ["inbox", "create", "--key-file", key_file],
+    ):
+        assert_fails_cleanly(run(*args, "--server", server), "server must be an http")
+    assert not (tmp_path / "new.key").exists()
+
+
+def test_serve_help_shows_the_real_defaults():
+    """The help text is made from the settings, so it cannot drift from them."""
+    help_text = " ".join(run("serve", "--help").stdout.split())
+    for option, name in [("--threads", "THREADS"), ("--workers", "WORKERS"), ("--port", "PORT")]:
+        default = getattr(Settings(), name.lower())
+        assert f"[SECRETLINK_{name}, default {default}]" in help_text, option
 
 
 def test_empty_and_oversized_messages_are_not_sent(link, live_server, key_file):
@@ -228,3 +263,35 @@ def test_a_link_with_another_key_from_the_server_is_refused(live_server, key_fil
     result = run("inbox", "create", "--server", live_server.url, "--key-file", key_file)
     assert_fails_cleanly(result, "another key")
     assert swapped not in result.stdout
+
+
+# ---- key files from the browser ----
+
+
+def browser_key_file() -> str:
+    """A key file written by the browser's own code (crypto/secretlink.js dumpKeyFile, as
+    the inbox page's download), naming a server where nothing listens."""
+    from test_crypto_interop import js
+
+    return js([{"op": "keygen"}])[0]["key_file"]
+
+
+def spec_vector_key_file() -> str:
+    """The spec's vector of a key file with a server (crypto/vectors/key_file.json)."""
+    from conftest import ROOT
+
+    cases = json.loads((ROOT / "crypto" / "vectors" / "key_file.json").read_text())["cases"]
+    return next(case for case in cases if case["desc"] == "with server")["text"]
+
+
+@pytest.mark.parametrize("make", [browser_key_file, spec_vector_key_file])
+def test_browser_key_files_create_and_read(make, live_server, tmp_path):
+    path = tmp_path / "downloaded.key"
+    path.write_text(make())
+    public_key = load_key_file(path.read_bytes()).keypair.public_key_text
+    # --server wins over the file's server, which does not answer here.
+    result = run("inbox", "create", "--server", live_server.url, "--key-file", str(path))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == f"{live_server.url}/to/{public_key}"
+    assert run("send", result.stdout.strip(), "to a browser's key").exit_code == 0
+    assert [m["text"] for m in read_json(live_server.url, str(path))] == ["to a browser's key"]

@@ -8,8 +8,11 @@ import json
 import os
 import subprocess
 import sys
+from html.parser import HTMLParser
+from urllib.parse import urljoin, urlsplit
 
 import pytest
+import requests
 from conftest import IN_CI, ROOT
 from test_serve import free_port, stop, wait_until_healthy
 
@@ -24,6 +27,40 @@ def pyz():
             pytest.fail(message)
         pytest.skip("ZIPAPP TEST SKIPPED: " + message)
     return PYZ
+
+
+class Assets(HTMLParser):
+    """The scripts, stylesheets and worker a page loads."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        if tag == "script" and attributes.get("src"):
+            self.urls.append(attributes["src"])
+        if tag == "link" and attributes.get("rel") in ("stylesheet", "icon"):
+            self.urls.append(attributes["href"])
+        if attributes.get("data-pow-worker"):
+            self.urls.append(attributes["data-pow-worker"])
+
+
+def check_page_and_assets(page_url: str) -> set[str]:
+    """The page and everything it loads answer 200 from the zipapp; returns the assets."""
+    page = requests.get(page_url, timeout=10)
+    assert page.status_code == 200, page_url
+    parser = Assets()
+    parser.feed(page.text)
+    scripts = [url for url in parser.urls if urlsplit(url).path.endswith(".js")]
+    assert scripts, f"{page_url} loads no script"
+    for url in parser.urls:
+        asset = requests.get(urljoin(page_url, url), timeout=10)
+        assert asset.status_code == 200, url
+        assert asset.content, url
+        if url in scripts:
+            assert "javascript" in asset.headers["Content-Type"], url
+    return set(parser.urls)
 
 
 def test_zipapp_serves_and_round_trips(pyz, tmp_path):
@@ -64,6 +101,11 @@ def test_zipapp_serves_and_round_trips(pyz, tmp_path):
         cli("send", link, stdin="from the zipapp\n")
         messages = json.loads(cli("inbox", "read", "--key-file", "inbox.key", "--json"))
         assert [m["text"] for m in messages] == ["from the zipapp"]
+        # The web assets travel in the zipapp too: every page and what it loads.
+        loaded = set()
+        for page in (url + "/", url + "/inbox", link):
+            loaded |= check_page_and_assets(page)
+        assert any("pow-worker" in asset for asset in loaded)
     finally:
         assert stop(server) == 0, log_path.read_text()
     # Data lives beside the user, never in the zipapp's extraction cache.

@@ -53,11 +53,124 @@ def test_environment_values_are_parsed(tmp_path):
         ("SECRETLINK_AUTO_UPGRADE", "maybe"),
         ("SECRETLINK_MAX_ENVELOPE_BYTES", "100000"),
         ("SECRETLINK_TLS_CERT", "/only/the/cert.pem"),
+        ("SECRETLINK_DATABASE_URL", "bogus://x"),
+        ("SECRETLINK_DATABASE_URL", "not a url"),
+        ("SECRETLINK_DATABASE_URL", "mysql://user@host/db"),
+        ("SECRETLINK_DATABASE_URL", "postgresql+nosuchdriver://user@host/db"),
+        ("SECRETLINK_DATABASE_URL", "postgresql+psycopg2://user@host/db"),  # not installed
+        ("SECRETLINK_DATABASE_URL", "postgresql+psycopg://user@host:abc/db"),
+        ("SECRETLINK_DATABASE_URL", "postgresql+psycopg://user@host:99999/db"),
     ],
 )
 def test_bad_values_stop_start_up_with_the_variable_named(name, value):
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:////var/lib/secretlink/secretlink.sqlite3",
+        "sqlite://",
+        "postgresql://user@host/db",
+        "postgresql+psycopg://user:pw@host:5432/db?sslmode=require",
+    ],
+)
+def test_database_urls_that_can_work_are_accepted(url):
+    # Checked without connecting: whether the server answers is found at start.
+    assert Settings.from_env({"SECRETLINK_DATABASE_URL": url}).database_url == url
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SECRETLINK_DATABASE_URL", "mysql://user:sekrit-pw@host/db"),
+        ("SECRETLINK_DATABASE_URL", "nonsense sekrit-pw"),
+        ("SECRETLINK_REDIS_URL", "http://:sekrit-pw@host"),
+    ],
+)
+def test_errors_do_not_repeat_passwords(name, value):
+    with pytest.raises(SettingsError, match=name) as raised:
+        Settings.from_env({name: value})
+    assert "sekrit-pw" not in str(raised.value)
+
+
+def test_tls_files_must_exist(tmp_path):
+    cert = tmp_path / "cert.pem"
+    cert.write_text("present")
+    for env, missing in [
+        ({"SECRETLINK_TLS_CERT": str(tmp_path / "no-cert.pem")}, "SECRETLINK_TLS_CERT"),
+        ({"SECRETLINK_TLS_CERT": str(cert)}, "SECRETLINK_TLS_KEY"),
+    ]:
+        env.setdefault("SECRETLINK_TLS_KEY", str(tmp_path / "no-key.pem"))
+        with pytest.raises(SettingsError, match=f"{missing} .*there is no file"):
+            Settings.from_env(env)
+
+
+def test_an_unusable_data_folder_is_named(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SettingsError, match="SECRETLINK_DATA_DIR"):
+        Settings(data_dir=tmp_path / "file" / "data").with_data_dir(tmp_path)
+
+
+# ---- TLS: an operator's own pair is tried before serving; ours is remade if damaged ----
+
+
+def test_a_bad_certificate_pair_is_refused_clearly(tmp_path):
+    from secretlink.tls import TLSError, check_pair, self_signed
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    cert, key = self_signed(tmp_path / "a", ("localhost",))
+    check_pair(cert, key)
+    _, other_key = self_signed(tmp_path / "b", ("localhost",))
+    with pytest.raises(TLSError, match="does not belong"):
+        check_pair(cert, other_key)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(TLSError, match="PEM certificate"):
+        check_pair(garbage, key)
+    with pytest.raises(TLSError, match="cannot read"):
+        check_pair(tmp_path / "absent.pem", key)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda cert, key: cert.write_text("-----BEGIN CERTIFICATE-----\ntruncated"),
+        lambda cert, key: cert.write_bytes(cert.read_bytes()[:200]),
+        lambda cert, key: key.write_text("garbage"),
+        lambda cert, key: cert.write_bytes(b""),
+    ],
+)
+def test_a_damaged_self_signed_certificate_is_made_anew(tmp_path, damage):
+    from secretlink.tls import check_pair, self_signed
+
+    cert, key = self_signed(tmp_path, ("localhost", "127.0.0.1"))
+    damage(cert, key)
+    assert self_signed(tmp_path, ("localhost", "127.0.0.1")) == (cert, key)
+    check_pair(cert, key)
+
+
+def test_a_self_signed_key_of_another_certificate_is_made_anew(tmp_path):
+    from secretlink.tls import check_pair, self_signed
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    cert, key = self_signed(tmp_path / "a", ("localhost",))
+    _, other_key = self_signed(tmp_path / "b", ("localhost",))
+    key.write_bytes(other_key.read_bytes())
+    self_signed(tmp_path / "a", ("localhost",))
+    check_pair(cert, key)
+
+
+def test_an_intact_self_signed_certificate_is_kept(tmp_path):
+    from secretlink.tls import self_signed
+
+    cert, _ = self_signed(tmp_path, ("localhost",))
+    first = cert.read_bytes()
+    self_signed(tmp_path, ("localhost",))
+    assert cert.read_bytes() == first
 
 
 def test_every_setting_is_documented():
