@@ -4,6 +4,7 @@ import re
 from importlib.resources import files
 
 from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from secretlink.auth import Authenticator
 from secretlink.crypto import (
@@ -18,7 +19,7 @@ from secretlink.crypto import (
 )
 from secretlink.crypto.envelope import MAX_ENVELOPE
 from secretlink.crypto.keys import check_public_key
-from secretlink.errors import ApiError
+from secretlink.errors import ApiError, require_text
 from secretlink.origin import link_for, request_origin
 from secretlink.storage import Storage, received_at_text
 
@@ -40,6 +41,26 @@ def authenticator() -> Authenticator:
     return current_app.extensions["secretlink.auth"]
 
 
+def read_body() -> bytes:
+    """The request body, or 413 if it is larger than the app's limit, however it is framed.
+
+    With a Content-Length the header decides, before a byte is read. Without one
+    (chunked transfer encoding) Werkzeug's limited stream stops at the limit without
+    raising, which would cut the body silently: so read at most one byte more than
+    the limit, and refuse the body if that byte came.
+    """
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if limit is None:
+        return request.get_data(cache=True)
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestEntityTooLarge()
+    request.max_content_length = limit + 1  # before the stream is first opened
+    body = request.get_data(cache=True)
+    if len(body) > limit:
+        raise RequestEntityTooLarge()
+    return body
+
+
 def json_body() -> dict:
     if not request.is_json:
         raise ApiError(
@@ -47,6 +68,7 @@ def json_body() -> dict:
             "unsupported_media_type",
             "send the body as JSON with Content-Type: application/json",
         )
+    read_body()  # cached: get_json() parses these bytes
     try:
         data = request.get_json(silent=True)
     except RecursionError:  # deeply nested JSON: silent=True only covers ValueError
@@ -62,7 +84,7 @@ def string_field(data: dict, name: str, *, required: bool = True, default: str =
         return default
     if not isinstance(value, str):
         raise ApiError(400, "bad_field", f"'{name}' must be a string")
-    return value
+    return require_text(name, value)
 
 
 def inbox_key(public_key: str) -> str:
@@ -182,6 +204,8 @@ def post_message(public_key: str):
     message_id = storage().add_message(public_key, envelope)
     if message_id is None:
         raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
+    # Only messages taken raise the difficulty: asking for puzzles costs nothing.
+    current_app.extensions["secretlink.pow"].accepted(public_key)
     return jsonify(id=message_id), 201
 
 

@@ -26,6 +26,25 @@ class ApiError(Exception):
         self.message = message
 
 
+def require_text(name: str, value: str) -> str:
+    """`value` if it is text that UTF-8 can encode, else 400 `bad_field`.
+
+    JSON may carry a lone surrogate (`"\\ud800"`): valid JSON, but not text. Such a
+    string cannot be encoded, so it could be neither signed, hashed nor stored.
+    """
+    if value.isascii():  # the common case, and O(1) for Python's compact strings
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(
+            400,
+            "bad_field",
+            f"'{name}' must be valid Unicode text; it holds a lone surrogate (such as \\ud800)",
+        ) from None
+    return value
+
+
 def _wants_json() -> bool:
     return request.path.startswith("/api/")
 

@@ -1,11 +1,14 @@
 """The proof-of-work gate in front of message submission.
 
 The server hands out signed, expiring puzzles bound to one inbox; a message is taken
-only with a solved, unused puzzle. The difficulty rises when an inbox or the whole
-instance is asked for many puzzles in the last minute, so a flood costs the flooder
-ever more work, while a sender who solves one puzzle still gets through: an inbox
-cannot simply be silenced. Spent puzzles are recorded in the database with the
-challenge nonces, so a solution is good once on every worker.
+only with a solved, unused puzzle. The difficulty rises with the messages *accepted*
+for an inbox, and for the whole instance, in the last minute, so a flood costs the
+flooder ever more work. Asking for puzzles is free and moves nothing: otherwise
+anyone could make sending harder for everyone at no cost. The count is each worker
+process's own (in memory, never shared through Redis). Behind the gate the per-inbox
+rate limit still holds, so during a heavy, paid-for flood an honest sender can get
+429 there. Spent puzzles are recorded in the database with the challenge nonces, so
+a solution is good once on every worker.
 """
 
 import secrets
@@ -18,37 +21,47 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from secretlink.crypto import EncodingError, b64decode, b64encode
 from secretlink.crypto.pow import meets
-from secretlink.errors import ApiError
+from secretlink.errors import ApiError, require_text
 from secretlink.storage import Storage
 
 PUZZLE_SALT = "secretlink/v1/pow-puzzle"
 PUZZLE_TTL = 600  # slow devices without a JIT need minutes at high difficulty
 WINDOW = 60
-# Each doubling of puzzles asked for within a minute beyond these adds a bit.
-INBOX_CALM = 16
+# Messages accepted within a minute at which the first extra bit starts; each doubling
+# beyond adds one more. The inbox's maximum (4 x 2^3 = 32) comes below the default
+# per-inbox rate limit (60/minute), so a flood pays the most before the limit bites.
+INBOX_CALM = 4
 INSTANCE_CALM = 256
 MAX_EXTRA_BITS = 4
 
 
 class LoadMeter:
-    """Puzzles issued in the last minute, per inbox and in all (this worker's view)."""
+    """Messages accepted in the last minute, per inbox and in all (this worker's view)."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._events: deque[tuple[float, str]] = deque()
         self._per_inbox: dict[str, int] = {}
 
-    def record(self, public_key: str) -> tuple[int, int]:
+    def _forget_before(self, moment: float) -> None:
+        while self._events and self._events[0][0] < moment:
+            _, old = self._events.popleft()
+            self._per_inbox[old] -= 1
+            if not self._per_inbox[old]:
+                del self._per_inbox[old]
+
+    def record(self, public_key: str) -> None:
         now = time.monotonic()
         with self._lock:
-            while self._events and self._events[0][0] < now - WINDOW:
-                _, old = self._events.popleft()
-                self._per_inbox[old] -= 1
-                if not self._per_inbox[old]:
-                    del self._per_inbox[old]
+            self._forget_before(now - WINDOW)
             self._events.append((now, public_key))
             self._per_inbox[public_key] = self._per_inbox.get(public_key, 0) + 1
-            return self._per_inbox[public_key], len(self._events)
+
+    def counts(self, public_key: str) -> tuple[int, int]:
+        """(accepted for this inbox, accepted in all) within the last minute."""
+        with self._lock:
+            self._forget_before(time.monotonic() - WINDOW)
+            return self._per_inbox.get(public_key, 0), len(self._events)
 
 
 def extra_bits(recent: int, calm: int) -> int:
@@ -66,13 +79,22 @@ class ProofOfWork:
     def enabled(self) -> bool:
         return self.base_difficulty > 0
 
-    def issue(self, public_key: str) -> dict:
-        difficulty = 0
+    def difficulty(self, public_key: str) -> int:
+        """Bits a puzzle for this inbox needs now: the base, plus more under load."""
+        if not self.enabled:
+            return 0
+        per_inbox, overall = self._meter.counts(public_key)
+        return self.base_difficulty + max(
+            extra_bits(per_inbox, INBOX_CALM), extra_bits(overall, INSTANCE_CALM)
+        )
+
+    def accepted(self, public_key: str) -> None:
+        """Count a message stored for this inbox: the load that raises the difficulty."""
         if self.enabled:
-            per_inbox, overall = self._meter.record(public_key)
-            difficulty = self.base_difficulty + max(
-                extra_bits(per_inbox, INBOX_CALM), extra_bits(overall, INSTANCE_CALM)
-            )
+            self._meter.record(public_key)
+
+    def issue(self, public_key: str) -> dict:
+        difficulty = self.difficulty(public_key)
         expires_at = int(time.time()) + PUZZLE_TTL
         puzzle = self._puzzles.dumps(
             {
@@ -100,6 +122,7 @@ class ProofOfWork:
             or not isinstance(solution, int)
         ):
             raise ApiError(400, "bad_field", "'puzzle' must be a string, 'solution' an integer")
+        require_text("puzzle", puzzle)  # before itsdangerous, which cannot encode a surrogate
         try:
             claims = self._puzzles.loads(puzzle, max_age=PUZZLE_TTL)
             nonce = b64decode(claims["n"])

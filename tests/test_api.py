@@ -1,13 +1,27 @@
 """The JSON API: the happy path, and every class of bad input answered with a 4xx."""
 
-import pytest
-from conftest import bearer
+import io
+import json
+from dataclasses import replace
 
+import pytest
+from conftest import bearer, get_token, register
+
+from secretlink.app import MAX_REQUEST_BYTES
 from secretlink.crypto import b64decode, b64encode, generate_keypair, open_envelope, seal
 from secretlink.crypto.envelope import MAX_ENVELOPE, MAX_TEXT_BYTES
+from secretlink.crypto.proof import prove
 from secretlink.storage import MessageRow
 
 LOW_ORDER_KEY = b64encode(bytes(32))
+TOP_BIT_KEY = b64encode(bytes(31) + b"\x80")
+P_ITSELF_KEY = b64encode(b"\xed" + b"\xff" * 30 + b"\x7f")  # 2^255 - 19, not reduced
+
+
+def non_canonical_key() -> str:
+    """A valid key's text with its last character moved on: unused bits set."""
+    text = generate_keypair().public_key_text
+    return text[:-1] + chr(ord(text[-1]) + 1)
 
 
 def messages_url(keypair) -> str:
@@ -80,7 +94,9 @@ def test_list_is_newest_first_and_pages_with_a_cursor(client, inbox):
     assert third["next"] is None
 
 
-@pytest.mark.parametrize("query", ["?limit=0", "?limit=51", "?limit=abc"])
+@pytest.mark.parametrize(
+    "query", ["?limit=0", "?limit=51", "?limit=-1", "?limit=abc", "?limit=1.5", "?limit="]
+)
 def test_bad_limit(client, inbox, query):
     keypair, token = inbox
     assert_error(client.get(messages_url(keypair) + query, headers=bearer(token)), 400, "bad_limit")
@@ -91,6 +107,8 @@ def test_unknown_cursor(client, inbox):
     assert_error(
         client.get(messages_url(keypair) + "?before=nope", headers=bearer(token)), 400, "bad_cursor"
     )
+    # An empty cursor means none.
+    assert client.get(messages_url(keypair) + "?before=", headers=bearer(token)).status_code == 200
 
 
 def test_delete_message(client, inbox):
@@ -114,8 +132,6 @@ def test_public_inbox_info_and_prompt_update(client, inbox):
 
 
 def test_prompt_too_long(client, keypair):
-    from conftest import get_token
-
     token = get_token(client, keypair)
     response = client.put(
         f"/api/v1/inboxes/{keypair.public_key_text}",
@@ -139,6 +155,11 @@ def test_delete_inbox_removes_its_messages(client, inbox, app):
     assert_error(
         post_envelope(client, keypair, seal("y", keypair.public_key)), 404, "unknown_inbox"
     )
+    # The token stays valid until it expires; the inbox is gone for every endpoint.
+    url = f"/api/v1/inboxes/{keypair.public_key_text}"
+    assert_error(client.get(url), 404, "unknown_inbox")
+    assert_error(client.delete(url, headers=bearer(token)), 404, "unknown_inbox")
+    assert_error(client.get(messages_url(keypair), headers=bearer(token)), 404, "unknown_inbox")
 
 
 # ---- bad input on submission: each is a 4xx and nothing is stored ----
@@ -159,8 +180,11 @@ def test_unknown_inbox(client, app):
         ("A" * 44, "bad_public_key"),
         (LOW_ORDER_KEY, "bad_public_key"),
         ("+" * 43, "bad_public_key"),
+        (non_canonical_key(), "bad_public_key"),
+        (TOP_BIT_KEY, "bad_public_key"),
+        (P_ITSELF_KEY, "bad_public_key"),
     ],
-    ids=["short", "too long", "low order", "bad alphabet"],
+    ids=["short", "too long", "low order", "bad alphabet", "non-canonical", "top bit", "p"],
 )
 def test_bad_public_key_in_url(client, key, code):
     assert_error(
@@ -178,31 +202,62 @@ def _mangle(envelope: bytes, how: str) -> str:
         "standard alphabet": text.replace("-", "+").replace("_", "/") + "+",
         "non-canonical last character": text[:-1] + chr(ord(text[-1]) + 1),
         "not text": text[:10] + "!" + text[11:],
+        "space": text[:10] + " " + text[11:],
+        "non-ASCII letter": text[:10] + "é" + text[11:],
+        "impossible length": text[:-1],  # 749 characters: length mod 4 is 1
     }[how]
 
 
 @pytest.mark.parametrize(
-    "how", ["padded base64", "standard alphabet", "non-canonical last character", "not text"]
+    "how",
+    [
+        "padded base64",
+        "standard alphabet",
+        "non-canonical last character",
+        "not text",
+        "space",
+        "non-ASCII letter",
+        "impossible length",
+    ],
 )
 def test_bad_base64(client, inbox, app, how):
     keypair, _ = inbox
     ciphertext = _mangle(seal("x" * 300, keypair.public_key), how)
     response = client.post(messages_url(keypair), json={"ciphertext": ciphertext})
-    assert response.status_code == 400
-    assert response.get_json()["code"] in ("bad_ciphertext", "bad_envelope_length")
+    assert_error(response, 400, "bad_ciphertext")
     assert count_rows(app) == 0
+
+
+@pytest.mark.parametrize(
+    "key", ["abc", "A" * 44, LOW_ORDER_KEY], ids=["short", "long", "low order"]
+)
+def test_bad_public_key_in_a_body(client, key):
+    response = client.post("/api/v1/auth/challenge", json={"public_key": key})
+    assert_error(response, 400, "bad_public_key")
 
 
 @pytest.mark.parametrize(
     ("mutate", "code"),
     [
         (lambda e: b"\x02" + e[1:], "unsupported_version"),
+        (lambda e: b"\x00" + e[1:], "unsupported_version"),
         (lambda e: e[:-1], "bad_envelope_length"),
+        (lambda e: e[:33], "bad_envelope_length"),
         (lambda e: e + b"\x00", "bad_envelope_length"),
         (lambda e: b"", "bad_envelope_length"),
         (lambda e: e[:1] + bytes(32) + e[33:], "bad_envelope"),
+        (lambda e: e[:32] + bytes([e[32] | 0x80]) + e[33:], "bad_envelope"),
     ],
-    ids=["version 2", "truncated", "one byte extra", "empty", "low-order ephemeral key"],
+    ids=[
+        "version 2",
+        "version 0",
+        "truncated",
+        "only version and key",
+        "one byte extra",
+        "empty",
+        "low-order ephemeral key",
+        "ephemeral key top bit",
+    ],
 )
 def test_malformed_envelopes(client, inbox, app, mutate, code):
     keypair, _ = inbox
@@ -227,11 +282,70 @@ def test_ciphertext_over_the_largest_envelope_is_413(client, inbox, app):
     assert count_rows(app) == 0
 
 
-def test_oversized_body_is_refused_by_its_length(client, inbox):
+def test_envelope_over_this_servers_limit_is_413(settings, make_app):
+    app = make_app(replace(settings, max_envelope_bytes=1074))
+    client, keypair = app.test_client(), generate_keypair()
+    register(client, keypair)
+    response = post_envelope(client, keypair, seal("x" * 1100, keypair.public_key))
+    assert_error(response, 413, "too_large")
+    assert response.get_json()["error"] == "this server accepts envelopes of at most 1074 bytes"
+    assert post_envelope(client, keypair, seal("x" * 900, keypair.public_key)).status_code == 201
+    assert count_rows(app) == 1
+
+
+def test_oversized_body_is_refused_by_its_length(client, inbox, app):
     keypair, _ = inbox
     body = b'{"ciphertext": "' + b"A" * 200_000 + b'"}'
     response = client.post(messages_url(keypair), data=body, content_type="application/json")
     assert_error(response, 413, "too_large")
+    assert count_rows(app) == 0
+
+
+def padded_message(keypair, size: int) -> bytes:
+    """A valid message as JSON, padded with white space (still valid JSON) to `size` bytes."""
+    body = json.dumps({"ciphertext": b64encode(seal("x", keypair.public_key))}).encode()
+    return body + b" " * (size - len(body))
+
+
+def post_chunked(client, keypair, body: bytes):
+    """A body without Content-Length, as gunicorn hands over a chunked request: it marks
+    the input as terminated by the server, and Werkzeug then limits the stream itself."""
+    return client.post(
+        messages_url(keypair),
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+def test_oversized_chunked_body_is_413_not_cut_and_stored(client, inbox, app):
+    # Werkzeug's limited stream stops at the limit without raising: cut there, this
+    # body would still be a complete, valid message.
+    keypair, _ = inbox
+    response = post_chunked(client, keypair, padded_message(keypair, 200_000))
+    assert_error(response, 413, "too_large")
+    assert_error(
+        post_chunked(client, keypair, padded_message(keypair, MAX_REQUEST_BYTES + 1)),
+        413,
+        "too_large",
+    )
+    assert count_rows(app) == 0
+
+
+def test_chunked_body_up_to_the_limit_is_taken(client, inbox, app):
+    keypair, _ = inbox
+    assert post_chunked(client, keypair, padded_message(keypair, 1000)).status_code == 201
+    exactly = post_chunked(client, keypair, padded_message(keypair, MAX_REQUEST_BYTES))
+    assert exactly.status_code == 201, exactly.get_json()
+    assert count_rows(app) == 2
+
+
+def test_body_exactly_at_the_limit_is_taken_with_its_length(client, inbox):
+    keypair, _ = inbox
+    body = padded_message(keypair, MAX_REQUEST_BYTES)
+    response = client.post(messages_url(keypair), data=body, content_type="application/json")
+    assert response.status_code == 201
 
 
 @pytest.mark.parametrize(
@@ -242,22 +356,96 @@ def test_oversized_body_is_refused_by_its_length(client, inbox):
             415,
             "unsupported_media_type",
         ),
+        ({"data": "{}", "content_type": "text/plain"}, 415, "unsupported_media_type"),
+        ({"data": "{}"}, 415, "unsupported_media_type"),
+        (
+            {"data": "x" * (MAX_REQUEST_BYTES + 1), "content_type": "text/plain"},
+            415,
+            "unsupported_media_type",
+        ),
         ({"data": "{not json", "content_type": "application/json"}, 400, "bad_json"),
+        ({"data": b'{"ciphertext": "\xff"}', "content_type": "application/json"}, 400, "bad_json"),
         ({"json": ["a list"]}, 400, "bad_json"),
+        ({"data": "null", "content_type": "application/json"}, 400, "bad_json"),
+        ({"data": "", "content_type": "application/json"}, 400, "bad_json"),
         ({"json": {}}, 400, "bad_field"),
         ({"json": {"ciphertext": 5}}, 400, "bad_field"),
+        ({"json": {"ciphertext": None}}, 400, "bad_field"),
+        ({"json": {"ciphertext": ["AA"]}}, 400, "bad_field"),
+        ({"data": '{"ciphertext": NaN}', "content_type": "application/json"}, 400, "bad_field"),
     ],
-    ids=["form body", "broken JSON", "JSON list", "missing field", "number"],
+    ids=[
+        "form body",
+        "text/plain",
+        "no content type",
+        "too large and not JSON",
+        "broken JSON",
+        "not UTF-8",
+        "JSON list",
+        "null",
+        "empty body",
+        "missing field",
+        "number",
+        "null member",
+        "list member",
+        "NaN",
+    ],
 )
-def test_malformed_bodies(client, inbox, kwargs, status, code):
+def test_malformed_bodies(client, inbox, app, kwargs, status, code):
     keypair, _ = inbox
     assert_error(client.post(messages_url(keypair), **kwargs), status, code)
+    assert count_rows(app) == 0
+
+
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        ("/api/v1/auth/challenge", {"public_key": 5}),
+        ("/api/v1/auth/token", {"proof": "AA"}),
+        ("/api/v1/auth/token", {"challenge": 5, "proof": "AA"}),
+        ("/api/v1/auth/token", {"challenge": "x"}),
+        ("/api/v1/auth/token", {"challenge": "x", "proof": 5}),
+        ("inbox", {"prompt": 5}),
+        ("inbox", {"prompt": ["x"]}),
+    ],
+    ids=[
+        "public_key number",
+        "challenge missing",
+        "challenge number",
+        "proof missing",
+        "proof number",
+        "prompt number",
+        "prompt list",
+    ],
+)
+def test_missing_or_wrong_typed_members(client, inbox, url, body):
+    keypair, token = inbox
+    if url == "inbox":
+        url = f"/api/v1/inboxes/{keypair.public_key_text}"
+        response = client.put(url, json=body, headers=bearer(token))
+    else:
+        response = client.post(url, json=body)
+    assert_error(response, 400, "bad_field")
+
+
+def test_missing_or_null_prompt_means_empty(client, inbox):
+    keypair, token = inbox
+    url = f"/api/v1/inboxes/{keypair.public_key_text}"
+    client.put(url, json={"prompt": "first"}, headers=bearer(token))
+    for body in ({}, {"prompt": None}):
+        assert client.put(url, json=body, headers=bearer(token)).get_json()["prompt"] == ""
 
 
 def test_unknown_endpoint_and_method_are_json(client, inbox):
     keypair, _ = inbox
     assert_error(client.get("/api/v1/nope"), 404, "not_found")
+    assert_error(client.get(messages_url(keypair) + "/"), 404, "not_found")
     assert_error(client.patch(messages_url(keypair)), 405, "method_not_allowed")
+    assert_error(
+        client.post(f"/api/v1/inboxes/{keypair.public_key_text}", json={}),
+        405,
+        "method_not_allowed",
+    )
 
 
 def test_sending_needs_no_cookie_and_sets_none(client, inbox):
@@ -279,3 +467,108 @@ def test_nul_characters_are_refused_not_a_server_error(client, inbox):
     assert_error(
         client.delete(base + "/messages/%00", headers=bearer(token)), 404, "unknown_message"
     )
+
+
+# A JSON string may hold a lone surrogate ("\ud800"): valid JSON, but not text that can
+# be encoded, signed or stored. Every string member is refused with 400, never a 500.
+LONE_SURROGATE = ["\ud800", "ok\udfff", "\udc00\ud800"]
+
+
+def surrogate_requests(keypair, token, text):
+    base = f"/api/v1/inboxes/{keypair.public_key_text}"
+    return {
+        "prompt": ("PUT", base, {"prompt": text}, bearer(token)),
+        "challenge": ("POST", "/api/v1/auth/token", {"challenge": text, "proof": "AA"}, {}),
+        "proof": ("POST", "/api/v1/auth/token", {"challenge": "x", "proof": text}, {}),
+        "public_key": ("POST", "/api/v1/auth/challenge", {"public_key": text}, {}),
+        "ciphertext": ("POST", base + "/messages", {"ciphertext": text}, {}),
+    }
+
+
+@pytest.mark.parametrize("text", LONE_SURROGATE, ids=["alone", "after text", "reversed pair"])
+@pytest.mark.parametrize("field", ["prompt", "challenge", "proof", "public_key", "ciphertext"])
+def test_lone_surrogates_are_a_400_not_a_500(client, inbox, app, field, text):
+    keypair, token = inbox
+    method, url, body, headers = surrogate_requests(keypair, token, text)[field]
+    data = json.dumps(body)  # ensure_ascii: the surrogate travels as a \u escape
+    assert "\\u" in data
+    response = client.open(
+        url, method=method, data=data, content_type="application/json", headers=headers
+    )
+    assert_error(response, 400, "bad_field")
+    assert f"'{field}'" in response.get_json()["error"]
+    assert "surrogate" in response.get_json()["error"]
+    assert count_rows(app) == 0
+    assert client.get(f"/api/v1/inboxes/{keypair.public_key_text}").get_json()["prompt"] == ""
+
+
+def test_text_beyond_ascii_is_still_taken(client, inbox):
+    keypair, token = inbox
+    url = f"/api/v1/inboxes/{keypair.public_key_text}"
+    prompt = "Grüße, 你好 😀"  # a real pair of surrogates in JSON is one character
+    response = client.put(
+        url,
+        data=json.dumps({"prompt": prompt}),
+        content_type="application/json",
+        headers=bearer(token),
+    )
+    assert response.status_code == 200
+    assert client.get(url).get_json()["prompt"] == prompt
+
+
+# ---- proof of possession: cases not in tests/test_auth.py ----
+
+
+def challenge_and_proof(client, keypair, origin: str = "http://localhost") -> tuple[dict, str]:
+    challenge = client.post(
+        "/api/v1/auth/challenge", json={"public_key": keypair.public_key_text}
+    ).get_json()
+    mac = prove(
+        keypair.secret_key,
+        b64decode(challenge["server_key"]),
+        b64decode(challenge["nonce"]),
+        challenge["expires_at"],
+        origin,
+    )
+    return challenge, b64encode(mac)
+
+
+def answer(client, challenge: dict, proof: str):
+    return client.post(
+        "/api/v1/auth/token", json={"challenge": challenge["challenge"], "proof": proof}
+    )
+
+
+def test_proof_of_the_wrong_length_is_refused(client, keypair):
+    challenge, proof = challenge_and_proof(client, keypair)
+    assert_error(answer(client, challenge, b64encode(b64decode(proof)[:31])), 401, "bad_proof")
+
+
+def test_undecodable_proof_leaves_the_challenge_usable(client, keypair):
+    challenge, proof = challenge_and_proof(client, keypair)
+    assert_error(answer(client, challenge, "not base64!"), 400, "bad_proof")
+    assert answer(client, challenge, proof).status_code == 200
+
+
+def test_a_token_is_not_a_challenge(client, inbox):
+    _, token = inbox
+    response = client.post("/api/v1/auth/token", json={"challenge": token, "proof": "A" * 43})
+    assert_error(response, 401, "bad_challenge")
+
+
+def test_with_a_base_url_a_proof_for_the_requests_host_is_refused(settings, make_app, keypair):
+    app = make_app(replace(settings, base_url="https://secretlink.example"))
+    client = app.test_client()
+    challenge, proof = challenge_and_proof(client, keypair, "http://localhost")
+    assert_error(answer(client, challenge, proof), 401, "bad_proof")
+    get_token(client, keypair, origin="https://secretlink.example")
+
+
+def test_requests_refused_as_bad_input_count_toward_the_rate_limit(settings, make_app):
+    app = make_app(replace(settings, rate_limits_enabled=True, rate_limit_client="2/minute"))
+    client, keypair = app.test_client(), generate_keypair()
+    register(client, keypair)
+    for _ in range(2):
+        assert_error(post_envelope(client, keypair, b""), 400, "bad_envelope_length")
+    assert_error(post_envelope(client, keypair, seal("x", keypair.public_key)), 429, "rate_limited")
+    assert count_rows(app) == 0

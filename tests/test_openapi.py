@@ -14,6 +14,7 @@ Three layers:
 """
 
 import copy
+import io
 import json
 import re
 import tempfile
@@ -195,6 +196,23 @@ BAD_KEY = "not-a-key"
 ORIGIN = "http://localhost"
 TOO_BIG = {"data": "x" * (MAX_REQUEST_BYTES + 1), "content_type": "application/json"}
 NOT_JSON = {"data": "{}", "content_type": "text/plain"}
+# Valid JSON, not text: the Flask test client sends it as the escape \ud800.
+SURROGATE = "\ud800"
+
+
+def chunked_too_big() -> dict:
+    """A body over the limit without Content-Length, as gunicorn hands over a chunked
+    request (input marked as terminated by the server). White space after a complete
+    object: cut at the limit, it would still parse."""
+    body = b'{"ciphertext": "AA"}' + b" " * MAX_REQUEST_BYTES
+    return {
+        "input_stream": io.BytesIO(body),
+        "content_type": "application/json",
+        "headers": {"Transfer-Encoding": "chunked"},
+        "environ_overrides": {"wsgi.input_terminated": True},
+    }
+
+
 POW = {"pow_difficulty": 8}
 AUTH_LIMIT = {"rate_limits_enabled": True, "rate_limit_auth": "2/minute"}  # register() uses 2
 CLIENT_LIMIT = {"rate_limits_enabled": True, "rate_limit_client": "1/minute"}
@@ -222,7 +240,7 @@ class World:
         return self.keypair.public_key_text
 
     def send(self, method: str, url: str, token: str | None = None, **kwargs):
-        headers = bearer(token) if token is not None else {}
+        headers = {**kwargs.pop("headers", {}), **(bearer(token) if token is not None else {})}
         return self.client.open(url, method=method, headers=headers, **kwargs)
 
     def inbox(self, method: str, suffix: str = "", token=None, key=None, **kwargs):
@@ -404,6 +422,12 @@ PROBES = [
         "bad_public_key",
         lambda w: w.send("POST", CHALLENGE, json={"public_key": BAD_KEY}),
     ),
+    P(
+        "create_challenge",
+        400,
+        "bad_field",
+        lambda w: w.send("POST", CHALLENGE, json={"public_key": SURROGATE}),
+    ),
     P("create_challenge", 413, "too_large", lambda w: w.send("POST", CHALLENGE, **TOO_BIG)),
     P(
         "create_challenge",
@@ -422,6 +446,12 @@ PROBES = [
     P("create_token", 200, None, lambda w: w.answer(w.challenge())),
     P("create_token", 400, "bad_json", lambda w: w.send("POST", TOKEN, json="challenge")),
     P("create_token", 400, "bad_field", lambda w: w.send("POST", TOKEN, json={"challenge": "x"})),
+    P(
+        "create_token",
+        400,
+        "bad_field",
+        lambda w: w.send("POST", TOKEN, json={"challenge": SURROGATE, "proof": "AA"}),
+    ),
     P("create_token", 400, "bad_proof", bad_proof_encoding),
     P(
         "create_token",
@@ -433,6 +463,7 @@ PROBES = [
     P("create_token", 401, "bad_proof", lambda w: w.answer(w.challenge(), "https://other.example")),
     P("create_token", 401, "challenge_expired", answer_late),
     P("create_token", 413, "too_large", lambda w: w.send("POST", TOKEN, **TOO_BIG)),
+    P("create_token", 413, "too_large", lambda w: w.send("POST", TOKEN, **chunked_too_big())),
     P("create_token", 415, "unsupported_media_type", lambda w: w.send("POST", TOKEN, **NOT_JSON)),
     P(
         "create_token",
@@ -452,6 +483,12 @@ PROBES = [
         lambda w: w.inbox("PUT", token=w.token, data="", content_type="application/json"),
     ),
     P("save_inbox", 400, "bad_field", lambda w: w.inbox("PUT", token=w.token, json={"prompt": 5})),
+    P(
+        "save_inbox",
+        400,
+        "bad_field",
+        lambda w: w.inbox("PUT", token=w.token, json={"prompt": SURROGATE}),
+    ),
     P(
         "save_inbox",
         400,
@@ -530,6 +567,13 @@ PROBES = [
     P("post_message", 400, "bad_envelope", lambda w: w.post_envelope(v1_envelope(key=bytes(32)))),
     P("post_message", 400, "pow_required", lambda w: w.post_message(), POW),
     P("post_message", 400, "bad_field", lambda w: w.post_message(puzzle=1, solution="1"), POW),
+    P(
+        "post_message",
+        400,
+        "bad_field",
+        lambda w: w.post_message(puzzle=SURROGATE, solution=0),
+        POW,
+    ),
     P("post_message", 400, "bad_puzzle", lambda w: w.post_message(puzzle="x", solution=0), POW),
     P("post_message", 400, "bad_solution", wrong_solution, POW),
     P("post_message", 400, "puzzle_expired", expired_puzzle, POW),
@@ -543,6 +587,12 @@ PROBES = [
         ),
     ),
     P("post_message", 413, "too_large", lambda w: w.inbox("POST", "/messages", **TOO_BIG)),
+    P(
+        "post_message",
+        413,
+        "too_large",
+        lambda w: w.inbox("POST", "/messages", **chunked_too_big()),
+    ),
     P(
         "post_message",
         413,

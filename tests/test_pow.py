@@ -11,27 +11,44 @@ from itsdangerous import URLSafeTimedSerializer
 from secretlink import create_app
 from secretlink.crypto import b64encode, generate_keypair, seal
 from secretlink.crypto.pow import leading_zero_bits, meets, pow_hash, solve
-from secretlink.pow import INBOX_CALM, MAX_EXTRA_BITS, PUZZLE_SALT
+from secretlink.pow import INBOX_CALM, INSTANCE_CALM, MAX_EXTRA_BITS, PUZZLE_SALT, WINDOW
 from secretlink.settings import Settings
 from secretlink.storage import MessageRow
 
 BASE_BITS = 10
+CHEAP_BITS = 2
+
+
+def gated_app(tmp_path, bits: int):
+    app = create_app(Settings(data_dir=tmp_path, rate_limits_enabled=False, pow_difficulty=bits))
+    client, keypair = app.test_client(), generate_keypair()
+    register(client, keypair)
+    return app, client, keypair
 
 
 @pytest.fixture
 def gated(tmp_path):
-    app = create_app(
-        Settings(data_dir=tmp_path, rate_limits_enabled=False, pow_difficulty=BASE_BITS)
-    )
-    client, keypair = app.test_client(), generate_keypair()
-    register(client, keypair)
-    return app, client, keypair
+    return gated_app(tmp_path, BASE_BITS)
+
+
+@pytest.fixture
+def cheap(tmp_path):
+    """A gate at 2 bits: many solved messages cost next to nothing, even at +4 bits."""
+    return gated_app(tmp_path, CHEAP_BITS)
 
 
 def puzzle_for(client, keypair) -> dict:
     response = client.post(f"/api/v1/inboxes/{keypair.public_key_text}/puzzle")
     assert response.status_code == 200
     return response.get_json()
+
+
+def send_solved(client, keypair) -> int:
+    """Ask for a puzzle, solve it, send a message with it; the puzzle's difficulty."""
+    puzzle = puzzle_for(client, keypair)
+    solution = solve(puzzle["puzzle"], puzzle["difficulty"])
+    assert post(client, keypair, puzzle=puzzle["puzzle"], solution=solution).status_code == 201
+    return puzzle["difficulty"]
 
 
 def post(client, keypair, **fields):
@@ -92,8 +109,15 @@ def test_unsolved_puzzle_is_refused(gated):
     puzzle = puzzle_for(client, keypair)
     wrong = next(c for c in range(10_000) if not meets(puzzle["puzzle"], c, BASE_BITS))
     refused(post(client, keypair, puzzle=puzzle["puzzle"], solution=wrong), "bad_solution")
-    refused(post(client, keypair, puzzle=puzzle["puzzle"], solution="7"), "bad_field")
-    refused(post(client, keypair, puzzle=puzzle["puzzle"], solution=-1), "bad_solution")
+    for not_an_integer in ("7", True, 1.5):
+        refused(
+            post(client, keypair, puzzle=puzzle["puzzle"], solution=not_an_integer), "bad_field"
+        )
+    refused(post(client, keypair, puzzle=5, solution=0), "bad_field")
+    for out_of_range in (-1, 2**53, 2**70):
+        refused(
+            post(client, keypair, puzzle=puzzle["puzzle"], solution=out_of_range), "bad_solution"
+        )
     assert stored(app) == 0
 
 
@@ -129,15 +153,68 @@ def test_no_puzzle_for_an_unknown_inbox(gated):
     assert response.status_code == 404
 
 
-def test_difficulty_rises_for_a_flooded_inbox_only(gated):
+def test_difficulty_rises_for_a_flooded_inbox_only(cheap):
+    app, client, keypair = cheap
+    quiet = generate_keypair()
+    register(client, quiet)
+    flood = INBOX_CALM * 2 ** (MAX_EXTRA_BITS - 1)  # accepted messages that reach the maximum
+    difficulties = [send_solved(client, keypair) for _ in range(flood + 2)]
+    assert stored(app) == flood + 2
+    assert difficulties[:INBOX_CALM] == [CHEAP_BITS] * INBOX_CALM
+    assert difficulties[INBOX_CALM] == CHEAP_BITS + 1  # one bit more per doubling
+    assert difficulties[-1] == CHEAP_BITS + MAX_EXTRA_BITS
+    assert difficulties == sorted(difficulties)
+    assert puzzle_for(client, quiet)["difficulty"] == CHEAP_BITS  # another inbox: no harder
+
+
+def test_asking_for_puzzles_does_not_raise_the_difficulty(gated):
+    """Puzzles cost nothing to ask for: they must not let anyone make sending harder."""
     _, client, keypair = gated
     quiet = generate_keypair()
     register(client, quiet)
-    difficulties = [puzzle_for(client, keypair)["difficulty"] for _ in range(INBOX_CALM * 20)]
-    assert difficulties[0] == BASE_BITS
-    assert difficulties[-1] == BASE_BITS + MAX_EXTRA_BITS
-    assert difficulties == sorted(difficulties)
-    assert puzzle_for(client, quiet)["difficulty"] == BASE_BITS + 1  # instance-wide load
+    difficulties = {puzzle_for(client, keypair)["difficulty"] for _ in range(INSTANCE_CALM * 2)}
+    assert difficulties == {BASE_BITS}
+    assert puzzle_for(client, quiet)["difficulty"] == BASE_BITS
+
+
+def test_refused_messages_do_not_raise_the_difficulty(cheap):
+    app, client, keypair = cheap
+    for _ in range(INBOX_CALM * 4):
+        puzzle = puzzle_for(client, keypair)
+        wrong = next(c for c in range(10_000) if not meets(puzzle["puzzle"], c, CHEAP_BITS))
+        refused(post(client, keypair, puzzle=puzzle["puzzle"], solution=wrong), "bad_solution")
+        refused(post(client, keypair), "pow_required")
+    assert stored(app) == 0
+    assert puzzle_for(client, keypair)["difficulty"] == CHEAP_BITS
+
+
+def test_instance_wide_load_raises_the_difficulty_for_every_inbox(gated):
+    app, client, keypair = gated
+    gate = app.extensions["secretlink.pow"]
+    for _ in range(INSTANCE_CALM):  # accepted messages, each to another inbox
+        gate.accepted(generate_keypair().public_key_text)
+    assert puzzle_for(client, keypair)["difficulty"] == BASE_BITS + 1
+
+
+def test_load_older_than_a_minute_is_forgotten(cheap, monkeypatch):
+    _, client, keypair = cheap
+    for _ in range(INBOX_CALM * 2):
+        send_solved(client, keypair)
+    assert puzzle_for(client, keypair)["difficulty"] == CHEAP_BITS + 2
+    later = time.monotonic() + WINDOW + 1
+    monkeypatch.setattr(time, "monotonic", lambda: later)
+    assert puzzle_for(client, keypair)["difficulty"] == CHEAP_BITS
+
+
+def test_lone_surrogate_in_the_puzzle_is_a_400_not_a_500(gated):
+    """'\\ud800' is valid JSON but not text: itsdangerous cannot encode it."""
+    app, client, keypair = gated
+    refused(post(client, keypair, puzzle="\ud800", solution=0), "bad_field")
+    refused(
+        post(client, keypair, puzzle=puzzle_for(client, keypair)["puzzle"] + "\udfff", solution=0),
+        "bad_field",
+    )
+    assert stored(app) == 0
 
 
 def test_gate_off_takes_messages_without_puzzles(tmp_path):
