@@ -4,10 +4,12 @@ A client is known to the limiter only as a keyed hash of its address (IPv6 group
 by /64, since one host usually holds a whole /64). The hashing key rotates every
 hour and lives only in memory or, with SECRETLINK_REDIS_URL, in Redis (for two
 hours), so that all workers and machines agree on it. Nothing reaches the database
-or the logs; someone who copies Redis within those two hours could test guessed
-addresses against the counters, never list them. A new key also starts each client
-afresh, so an hourly limit can let through up to twice its count around a rotation.
-Tor exits and large proxies merge many people into one "client".
+or the logs (Flask-Limiter's refusal lines name the hashed client, so they are
+logged only at DEBUG: see secretlink/logs.py); someone who copies Redis within
+those two hours could test guessed addresses against the counters, never list
+them. A new key also starts each client afresh, so an hourly limit can let through
+up to twice its count around a rotation. With the limits switched off there is no
+limiter at all. Tor exits and large proxies merge many people into one "client".
 """
 
 import ipaddress
@@ -20,6 +22,8 @@ from flask import Flask, current_app, request
 from flask_limiter import Limiter
 from nacl.encoding import HexEncoder
 from nacl.hash import blake2b
+
+from secretlink import logs
 
 ROTATE_SECONDS = 3600
 CLIENT_KEY_PURPOSE = b"secretlink/v1/client-rate-key"
@@ -107,10 +111,18 @@ RULES = {
 }
 
 
-def install(app: Flask) -> Limiter:
-    """Give this app its own limiter (its own counters) and wrap the limited views."""
+def install(app: Flask) -> Limiter | None:
+    """Give this app its own limiter (its own counters) and wrap the limited views.
+
+    With the limits switched off there is no limiter at all: the views stay as they
+    are and no request pays for Flask-Limiter's hooks. The rotating key is made either
+    way, since the health check pings Redis through it.
+    """
     settings = app.config["SECRETLINK"]
     app.extensions["secretlink.client_key"] = RotatingKey(settings.redis_url)
+    logs.quiet_limiter_log(settings.log_level)
+    if not settings.rate_limits_enabled:
+        return None
     limiter = Limiter(
         key_func=client_key,
         app=app,
@@ -118,7 +130,6 @@ def install(app: Flask) -> Limiter:
         strategy="moving-window",
         headers_enabled=True,
         key_prefix="secretlink",
-        enabled=settings.rate_limits_enabled,
     )
     for endpoint, rules in RULES.items():
         view = app.view_functions[endpoint]

@@ -6,6 +6,16 @@ secretlink itself never logs addresses or user agents, and the server it runs
 record passes through a filter that replaces anything shaped like an IP address
 or an inbox key, so a library's debug message (gunicorn logs "Invalid request from
 ip=..." and each request's path at DEBUG) cannot put one in the log either.
+
+Flask-Limiter logs every refusal at INFO, as "ratelimit 2 per 1 minute
+(client:<hash>) exceeded at endpoint: send-client". The hash is no address, but
+it is the same for every request a client makes within the hour, so a log kept
+for months would let someone link one client's refusals (and, with a copy of the
+hashing key from Redis, test guessed addresses against it). Its logger
+("flask-limiter") is therefore held at WARNING, or at the configured level when
+that is higher, unless the operator asks for DEBUG: then the line is logged, with
+the hash but, after the filter, never an address or an inbox key. Its warnings
+(storage unreachable) and errors carry no client id and follow the configured level.
 """
 
 import logging
@@ -63,6 +73,19 @@ def configure(level: str) -> None:
         logger.propagate = True
     # Alembic narrates every migration step at INFO; the outcome is logged by us.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+    quiet_limiter_log(level)
+
+
+def quiet_limiter_log(level: str) -> None:
+    """Keep Flask-Limiter's per-refusal INFO lines (with a client id) out unless at DEBUG.
+
+    A child logger's own level decides what it emits; the root's level is not
+    consulted again, so the level is set here rather than left to the root's.
+    """
+    wanted = logging.getLevelName(level)
+    wanted = wanted if isinstance(wanted, int) else logging.INFO
+    quiet = logging.DEBUG if wanted <= logging.DEBUG else max(logging.WARNING, wanted)
+    logging.getLogger("flask-limiter").setLevel(quiet)
 
 
 _FILTERED_LOGGERS = ("werkzeug", "waitress", "gunicorn.error", "gunicorn.access", "flask-limiter")

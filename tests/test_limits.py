@@ -3,13 +3,14 @@ and never keyed by a readable address."""
 
 import os
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 from conftest import IN_CI
 
-from secretlink import create_app
+from secretlink import api, create_app, limits
 from secretlink.crypto import b64encode, generate_keypair, seal
-from secretlink.limits import RotatingKey, network_of
+from secretlink.limits import ROTATE_SECONDS, RULES, RotatingKey, client_key, network_of
 from secretlink.settings import Settings
 
 REDIS_URL = os.environ.get("SECRETLINK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -87,6 +88,30 @@ def test_limits_can_be_switched_off(tmp_path):
     assert {send(client, keypair).status_code for _ in range(3)} == {201}
 
 
+def original_view(endpoint: str):
+    return getattr(api, endpoint.split(".", 1)[1])
+
+
+def test_switched_off_limits_leave_the_views_unwrapped(tmp_path):
+    """Off means off: no limiter wrapper or hook runs, and no rate-limit header is sent."""
+    off = make_app(tmp_path / "off", rate_limit_client="1/minute", rate_limits_enabled=False)
+    assert {endpoint: off.view_functions[endpoint] for endpoint in RULES} == {
+        endpoint: original_view(endpoint) for endpoint in RULES
+    }
+    assert "secretlink.limiter" not in off.extensions
+    keypair, client = registered_inbox(off), off.test_client()
+    answers = [send(client, keypair) for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [201, 201, 201]
+    assert not [name for a in answers for name, _ in a.headers if "ratelimit" in name.lower()]
+
+    on = make_app(tmp_path / "on", rate_limit_client="1/minute")
+    assert all(on.view_functions[endpoint] is not original_view(endpoint) for endpoint in RULES)
+    keypair, client = registered_inbox(on), on.test_client()
+    first, second = send(client, keypair), send(client, keypair)
+    assert first.status_code == 201 and first.headers["X-RateLimit-Limit"] == "1"
+    assert second.status_code == 429
+
+
 @pytest.mark.parametrize(
     ("address", "network"),
     [
@@ -114,6 +139,44 @@ def test_rotating_key_is_stable_within_a_period_and_random_across_instances():
     one, two = RotatingKey(None), RotatingKey(None)
     assert one.current() == one.current()
     assert one.current() != two.current()
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The time secretlink.limits sees (only it: the limiter's counters keep real time),
+    set to the first second of a period."""
+    fake = SimpleNamespace(now=float(480_000 * ROTATE_SECONDS))
+    monkeypatch.setattr(limits, "time", SimpleNamespace(time=lambda: fake.now))
+    return fake
+
+
+def key_for(app, address: str) -> str:
+    with app.test_request_context(environ_base={"REMOTE_ADDR": address}):
+        return client_key()
+
+
+def test_client_key_changes_at_each_period_boundary_and_only_then(tmp_path, clock):
+    app = make_app(tmp_path, rate_limit_client="2/minute")
+    keypair, client = registered_inbox(app), app.test_client()
+    first = key_for(app, "192.0.2.1")
+    assert [send(client, keypair).status_code for _ in range(3)] == [201, 201, 429]
+
+    clock.now += ROTATE_SECONDS - 1  # last second of the same period
+    assert key_for(app, "192.0.2.1") == first
+    assert send(client, keypair).status_code == 429  # still the same client
+
+    clock.now += 1  # first second of the next period
+    second = key_for(app, "192.0.2.1")
+    assert second != first
+    assert key_for(app, "192.0.2.2") not in (first, second)
+    # The old key's counters are out of reach: the client starts afresh (the
+    # documented "up to twice an hourly limit around a rotation").
+    assert send(client, keypair).status_code == 201
+
+    clock.now += ROTATE_SECONDS - 1
+    assert key_for(app, "192.0.2.1") == second
+    clock.now += 1
+    assert key_for(app, "192.0.2.1") not in (first, second)
 
 
 # ---- Redis: several workers (here: apps) share counters and the hashing key ----
@@ -158,3 +221,26 @@ def test_two_workers_share_limits_and_client_key_through_redis(tmp_path, redis_u
         send(second.test_client(), keypair).status_code,
     ]
     assert codes == [201, 201, 201, 429]
+
+
+def test_each_period_gets_a_new_key_stored_under_its_own_name_in_redis(redis_url, clock):
+    import redis
+
+    store = redis.Redis.from_url(redis_url)
+    period = int(clock.now) // ROTATE_SECONDS
+    one, two = RotatingKey(redis_url), RotatingKey(redis_url)
+    first = one.current()
+    assert store.get(f"secretlink:client-key:{period}") == first
+    assert 0 < store.ttl(f"secretlink:client-key:{period}") <= 2 * ROTATE_SECONDS
+
+    clock.now += ROTATE_SECONDS - 1
+    assert one.current() == first == two.current()
+    assert not store.exists(f"secretlink:client-key:{period + 1}")
+
+    clock.now += 1
+    second = two.current()  # the other worker asks first this time
+    assert second != first
+    assert store.get(f"secretlink:client-key:{period + 1}") == second
+    assert one.current() == second  # and the first worker follows
+    # The old key stays until it expires, for workers whose clock lags a little.
+    assert store.get(f"secretlink:client-key:{period}") == first

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from secretlink.logs import RedactAddresses, redact
+from secretlink.logs import RedactAddresses, quiet_limiter_log, redact
 
 
 @pytest.mark.parametrize(
@@ -37,3 +37,30 @@ def test_filter_rewrites_the_record_including_arguments():
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "from %s", ("192.0.2.4",), None)
     RedactAddresses().filter(record)
     assert record.getMessage() == "from [address]"
+
+
+@pytest.fixture
+def limiter_logger():
+    logger = logging.getLogger("flask-limiter")
+    saved = logger.level
+    yield logger
+    logger.setLevel(saved)
+
+
+@pytest.mark.parametrize(
+    ("level", "refusals_logged", "warnings_logged"),
+    [
+        ("DEBUG", True, True),
+        ("INFO", False, True),
+        ("WARNING", False, True),
+        ("ERROR", False, False),
+    ],
+)
+def test_limiter_refusals_with_client_ids_are_logged_only_at_debug(
+    limiter_logger, level, refusals_logged, warnings_logged
+):
+    """Flask-Limiter logs "ratelimit ... (client:<hash>) exceeded" at INFO."""
+    quiet_limiter_log(level)
+    assert limiter_logger.isEnabledFor(logging.INFO) is refusals_logged
+    # "Rate limit storage unreachable" is a warning, and carries no client id.
+    assert limiter_logger.isEnabledFor(logging.WARNING) is warnings_logged

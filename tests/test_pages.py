@@ -1,11 +1,14 @@
 """HTML pages: what they show, what they refuse, and the headers on every response."""
 
+import base64
+import hashlib
 import re
+from dataclasses import replace
 
 import pytest
 from conftest import register
 
-from secretlink.crypto import b64encode, generate_keypair
+from secretlink.crypto import b64encode, generate_keypair, seal
 from secretlink.security import CONTENT_SECURITY_POLICY
 
 
@@ -42,14 +45,58 @@ def test_unknown_page_is_a_404_page(client):
     assert response.status_code == 404 and response.mimetype == "text/html"
 
 
-@pytest.mark.parametrize("path", ["/", "/inbox", "/api/v1/nope", "/static/style.css"])
-def test_security_headers_on_every_response(client, path):
-    headers = client.get(path).headers
-    assert headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+def assert_security_headers(response, cacheable: bool = False) -> None:
+    headers = response.headers
+    policy = headers["Content-Security-Policy"]
+    assert policy == CONTENT_SECURITY_POLICY
+    assert "frame-ancestors 'none'" in policy.split("; ")
+    assert headers["X-Frame-Options"] == "DENY"
     assert headers["Referrer-Policy"] == "no-referrer"
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
+    features = headers["Permissions-Policy"].replace(" ", "").split(",")
+    for feature in ("camera", "microphone", "geolocation", "payment", "usb"):
+        assert f"{feature}=()" in features
+    if not cacheable:
+        assert headers["Cache-Control"] == "no-store"
     assert "Strict-Transport-Security" not in headers  # plain HTTP here
+
+
+@pytest.mark.parametrize("path", ["/", "/inbox", "/api/v1/nope", "/static/style.css"])
+def test_security_headers_on_every_response(client, path):
+    assert_security_headers(client.get(path), cacheable=path.startswith("/static/"))
+
+
+def post_message(client, keypair, ciphertext=None):
+    ciphertext = ciphertext or b64encode(seal("hello", keypair.public_key))
+    return client.post(
+        f"/api/v1/inboxes/{keypair.public_key_text}/messages", json={"ciphertext": ciphertext}
+    )
+
+
+def test_security_headers_on_the_sender_page_sending_and_errors(client, keypair):
+    register(client, keypair)
+    answers = {
+        "sender page": (client.get(f"/to/{keypair.public_key_text}"), 200),
+        "message sent": (post_message(client, keypair), 201),
+        "bad envelope": (post_message(client, keypair, ciphertext="AAAA"), 400),
+        "unknown inbox": (post_message(client, generate_keypair()), 404),
+    }
+    for name, (response, status) in answers.items():
+        assert response.status_code == status, name
+        if status >= 400:
+            assert response.is_json and response.get_json()["code"], name
+        assert_security_headers(response)
+
+
+def test_security_headers_on_a_rate_limited_answer(settings, make_app, keypair):
+    app = make_app(replace(settings, rate_limits_enabled=True, rate_limit_client="1/minute"))
+    client = app.test_client()
+    register(client, keypair)
+    assert post_message(client, keypair).status_code == 201
+    refused = post_message(client, keypair)
+    assert refused.status_code == 429 and refused.get_json()["code"] == "rate_limited"
+    assert_security_headers(refused)
 
 
 def test_csp_allows_no_inline_code_eval_wasm_or_other_origins():
@@ -69,11 +116,29 @@ def test_pages_and_api_are_not_cached(client):
     assert client.get("/api/v1/nope").headers["Cache-Control"] == "no-store"
 
 
-@pytest.mark.parametrize("path", ["/", "/inbox"])
-def test_pages_load_only_same_origin_assets_with_integrity(client, path):
-    page = client.get(path).get_data(as_text=True)
-    tags = re.findall(r"<script\b[^>]*>|<link\b[^>]*stylesheet[^>]*>", page)
-    assert tags
+@pytest.fixture(params=["/", "/inbox", "sender"])
+def page(request, client, keypair) -> str:
+    """A page's HTML: home, inbox, and the sender page of a registered inbox."""
+    path = request.param
+    if path == "sender":
+        register(client, keypair)
+        path = f"/to/{keypair.public_key_text}"
+    response = client.get(path)
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def asset_tags(page: str) -> list[str]:
+    return re.findall(r"<script\b[^>]*>|<link\b[^>]*stylesheet[^>]*>", page)
+
+
+def sri(body: bytes) -> str:
+    return "sha384-" + base64.b64encode(hashlib.sha384(body).digest()).decode()
+
+
+def test_pages_load_only_same_origin_assets_with_integrity(page):
+    tags = asset_tags(page)
+    assert any(t.startswith("<script") for t in tags) and any(t.startswith("<link") for t in tags)
     for tag in tags:
         assert re.search(r'(?:src|href)="/static/', tag), tag
         assert 'integrity="sha384-' in tag, tag
@@ -81,11 +146,22 @@ def test_pages_load_only_same_origin_assets_with_integrity(client, path):
     assert " style=" not in page and "<style" not in page
 
 
-def test_integrity_hash_matches_the_served_file(client):
-    import base64
-    import hashlib
+def test_integrity_hash_matches_the_served_file(client, page):
+    for tag in asset_tags(page):
+        url = re.search(r'(?:src|href)="([^"]+)"', tag).group(1)
+        integrity = re.search(r'integrity="([^"]+)"', tag).group(1)
+        served = client.get(url)
+        assert served.status_code == 200, url
+        assert integrity == sri(served.data), url
 
-    page = client.get("/").get_data(as_text=True)
-    src, integrity = re.search(r'<script[^>]*src="([^"]+)"[^>]*integrity="([^"]+)"', page).groups()
-    body = client.get(src).data
-    assert integrity == "sha384-" + base64.b64encode(hashlib.sha384(body).digest()).decode()
+
+def test_sender_page_names_its_worker_by_integrity(client, keypair):
+    register(client, keypair)
+    page = client.get(f"/to/{keypair.public_key_text}").get_data(as_text=True)
+    form = re.search(r'<form\b[^>]*id="send-form"[^>]*>', page).group(0)
+    url = re.search(r'data-pow-worker="([^"]+)"', form).group(1)
+    integrity = re.search(r'data-pow-worker-integrity="([^"]+)"', form).group(1)
+    assert url.startswith("/static/build/pow-worker.js")
+    worker = client.get(url)
+    assert worker.status_code == 200
+    assert integrity == sri(worker.data)

@@ -3,10 +3,12 @@
 import http.client
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from secretlink.client import InboxClient, parse_link
-from secretlink.client import send as send_message
+from secretlink.client import InboxClient
 from secretlink.crypto import b64decode, b64encode, generate_keypair, open_envelope, seal
 
 STARTUP_SECONDS = 30
@@ -112,58 +113,191 @@ def serving(
         stop(process)
 
 
+# What a client gives away about itself; none of it may reach the log.
+CLIENT_ADDRESS = "127.0.0.2"
+FORWARDED_FOR = "203.0.113.99"
+USER_AGENT = "UA-SENTINEL-7731"
+
+
+def port_of(served: Served) -> int:
+    return int(served.url.rsplit(":", 1)[1])
+
+
+def request_from_another_client(
+    served: Served, method: str, path: str, body: str | None = None, headers: dict | None = None
+) -> int:
+    """One request from another loopback address, with a proxy header and a marked
+    user agent; the answer's status."""
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port_of(served), source_address=(CLIENT_ADDRESS, 0), timeout=10
+    )
+    try:
+        connection.request(
+            method,
+            path,
+            body=body,
+            headers=headers
+            or {
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+                "X-Forwarded-For": FORWARDED_FOR,
+            },
+        )
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def assert_no_client_details(output: str, *more: str) -> None:
+    for secret in (CLIENT_ADDRESS, FORWARDED_FOR, USER_AGENT, "UA-SENTINEL", *more):
+        assert secret not in output, f"{secret!r} is in the log"
+
+
 def test_serves_with_workers_and_logs_no_client_details(tmp_path):
     with serving(tmp_path, "--workers", "2", env={"SECRETLINK_LOG_LEVEL": "DEBUG"}) as served:
         keypair = generate_keypair()
         InboxClient(served.url, keypair).register("")
-        port = int(served.url.rsplit(":", 1)[1])
         body = json.dumps({"ciphertext": b64encode(seal("hi", keypair.public_key))})
-        for path, payload in [
-            (f"/api/v1/inboxes/{keypair.public_key_text}/messages", body),
-            ("/api/v1/inboxes/short/messages", "{}"),
-            (f"/to/{keypair.public_key_text}", None),
+        for method, path, payload in [
+            ("POST", f"/api/v1/inboxes/{keypair.public_key_text}/messages", body),
+            ("POST", "/api/v1/inboxes/short/messages", "{}"),
+            ("GET", f"/to/{keypair.public_key_text}", None),
         ]:
-            # From another loopback address, with a proxy header and a marked user agent.
-            connection = http.client.HTTPConnection(
-                "127.0.0.1", port, source_address=("127.0.0.2", 0)
-            )
-            connection.request(
-                "POST" if payload else "GET",
-                path,
-                body=payload,
-                headers={
-                    "Content-Type": "application/json",
-                    "User-Agent": "UA-SENTINEL-7731",
-                    "X-Forwarded-For": "203.0.113.99",
-                },
-            )
-            assert connection.getresponse().status in (200, 201, 400)
-            connection.close()
-        connection = http.client.HTTPConnection("127.0.0.1", port, source_address=("127.0.0.2", 0))
-        connection.request("GET", "/x", headers={"Content-Length": "nonsense"})
-        connection.getresponse()
-        connection.close()
+            status = request_from_another_client(served, method, path, payload)
+            assert status in (200, 201, 400)
+        request_from_another_client(served, "GET", "/x", headers={"Content-Length": "nonsense"})
         assert len(wait_for_workers(served.process, 2)) == 2
     output = served.output()
     assert "Booting worker" in output  # the log is there, and at DEBUG
     assert "purge: 0 old messages" in output  # each worker runs the retention purge
-    for secret in ("127.0.0.2", "203.0.113.99", "UA-SENTINEL", keypair.public_key_text):
-        assert secret not in output
+    assert_no_client_details(output, keypair.public_key_text)
+
+
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_rate_limit_refusals_log_no_client_details(tmp_path, level):
+    """Flask-Limiter logs each refusal with the limiter key; at INFO not even the
+    hashed client id may reach the log, at DEBUG no address, user agent or inbox key."""
+    env = {
+        "SECRETLINK_LOG_LEVEL": level,
+        "SECRETLINK_RATE_LIMITS_ENABLED": "true",
+        "SECRETLINK_RATE_LIMIT_CLIENT": "2/minute",
+        "SECRETLINK_POW_DIFFICULTY": "0",
+    }
+    keypair = generate_keypair()
+    # One worker: without Redis each worker counts for itself.
+    with serving(tmp_path, "--workers", "1", env=env) as served:
+        InboxClient(served.url, keypair).register("")
+        path = f"/api/v1/inboxes/{keypair.public_key_text}/messages"
+        codes = [
+            request_from_another_client(
+                served,
+                "POST",
+                path,
+                json.dumps({"ciphertext": b64encode(seal("hi", keypair.public_key))}),
+            )
+            for _ in range(4)
+        ]
+        assert codes == [201, 201, 429, 429]
+    output = served.output()
+    assert_no_client_details(output, keypair.public_key_text)
+    if level == "DEBUG":
+        # The operator asked for detail: the refusal is logged, with the hash only.
+        assert "exceeded at endpoint: send-client" in output
+    else:
+        assert "exceeded at endpoint" not in output
+        assert "client:" not in output
+
+
+SIGTERM_SENDERS = 8
+SIGTERM_PER_SENDER = 100  # a cap, so the load is bounded even if the signal comes late
+SIGTERM_AFTER_ACKS = 60  # signal once this many messages were acknowledged ...
+SIGTERM_AFTER_SECONDS = 3.0  # ... or after this long, whichever comes first
+
+
+@dataclass
+class Attempt:
+    text: str
+    started: float
+    finished: float
+    status: int | None  # None: no answer (connection refused or cut)
+    message_id: str | None
+
+
+def send_until_refused(
+    index: int, url: str, public_key: bytes, attempts: list[Attempt], lock: threading.Lock
+) -> None:
+    """Post unique messages, without retries, until one gets no answer or the cap is hit."""
+    with requests.Session() as session:
+        for number in range(SIGTERM_PER_SENDER):
+            text = f"sender {index} message {number}"
+            body = {"ciphertext": b64encode(seal(text, public_key))}
+            started = time.monotonic()
+            try:
+                response = session.post(url, json=body, timeout=30)
+                status, message_id = response.status_code, None
+                if status == 201:
+                    message_id = response.json()["id"]
+            except (requests.RequestException, ValueError):
+                status = message_id = None
+            with lock:
+                attempts.append(Attempt(text, started, time.monotonic(), status, message_id))
+            if status is None:
+                return
 
 
 def test_sigterm_keeps_every_acknowledged_message(tmp_path):
+    """SIGTERM while concurrent senders have requests in flight: the server exits 0,
+    and every message answered 201 is there after a restart, once, with its text."""
     keypair = generate_keypair()
-    with serving(tmp_path) as served:
-        link = parse_link(InboxClient(served.url, keypair).register("")["link"])
-        sent = [send_message(link, f"message {i}") for i in range(20)]
+    attempts: list[Attempt] = []
+    lock = threading.Lock()
+    with serving(tmp_path, "--workers", "2") as served:
+        InboxClient(served.url, keypair).register("")
+        assert len(wait_for_workers(served.process, 2)) == 2
+        url = f"{served.url}/api/v1/inboxes/{keypair.public_key_text}/messages"
+        senders = [
+            threading.Thread(
+                target=send_until_refused,
+                args=(i, url, keypair.public_key, attempts, lock),
+                daemon=True,
+            )
+            for i in range(SIGTERM_SENDERS)
+        ]
+        for sender in senders:
+            sender.start()
+        deadline = time.monotonic() + SIGTERM_AFTER_SECONDS
+        while time.monotonic() < deadline:
+            with lock:
+                if sum(a.status == 201 for a in attempts) >= SIGTERM_AFTER_ACKS:
+                    break
+            time.sleep(0.01)
+        signalled = time.monotonic()
         served.process.send_signal(signal.SIGTERM)
         assert served.process.wait(timeout=40) == 0
-    assert "Shutting down" in served.output() or "Handling signal: term" in served.output()
+        for sender in senders:
+            sender.join(timeout=60)
+            assert not sender.is_alive(), "a sender hung after the server stopped"
+    output = served.output()
+    assert "Shutting down" in output or "Handling signal: term" in output
+
+    assert {a.status for a in attempts} <= {201, None}, "answers other than 201"
+    acknowledged = {a.text: a.message_id for a in attempts if a.status == 201}
+    in_flight = [a for a in attempts if a.started < signalled < a.finished]
+    print(
+        f"\nsigterm: {len(attempts)} sent, {len(acknowledged)} acknowledged, "
+        f"{len(in_flight)} in flight at the signal "
+        f"({sum(a.status == 201 for a in in_flight)} of them acknowledged)"
+    )
+    assert in_flight, "no request was in flight at SIGTERM"
+    assert any(a.status == 201 for a in in_flight), "no request in flight was finished"
+
     with serving(tmp_path) as again:
         stored = list(InboxClient(again.url, keypair).messages())
-        assert sorted(m.id for m in stored) == sorted(sent)
-        texts = {open_envelope(b64decode(m.ciphertext), keypair.secret_key).text for m in stored}
-        assert texts == {f"message {i}" for i in range(20)}
+    texts = {m.id: open_envelope(b64decode(m.ciphertext), keypair.secret_key).text for m in stored}
+    lost = {text for text, message_id in acknowledged.items() if texts.get(message_id) != text}
+    assert not lost, f"{len(lost)} acknowledged messages lost, e.g. {sorted(lost)[:3]}"
+    assert len(texts) == len(stored) == len(set(texts.values())), "a message is stored twice"
+    assert set(texts.values()) <= {a.text for a in attempts}, "stored a message nobody sent"
 
 
 def test_self_signed_https_with_hsts(tmp_path):
@@ -204,8 +338,11 @@ def test_proxy_headers_are_trusted_only_when_configured(tmp_path, proxied):
         assert ("Strict-Transport-Security" in response.headers) is proxied
 
 
-def test_postgres_and_redis_serve_two_workers_with_shared_limits(tmp_path, postgres_admin):
-    """The scale-out configuration: PostgreSQL for data, Redis for the limits."""
+def test_two_servers_on_postgres_and_redis_share_limits(tmp_path, postgres_admin):
+    """The scale-out configuration: two instances (here two `secretlink serve`
+    processes, each with two workers) on one PostgreSQL schema, one Redis and one
+    secret key. Requests alternate between them, so without shared counters each
+    would accept six."""
     from conftest import fresh_postgres_schema
     from test_limits import REDIS_URL, require_redis
 
@@ -214,24 +351,30 @@ def test_postgres_and_redis_serve_two_workers_with_shared_limits(tmp_path, postg
         env = {
             "SECRETLINK_DATABASE_URL": database_url,
             "SECRETLINK_REDIS_URL": REDIS_URL,
+            "SECRETLINK_SECRET_KEY": secrets.token_urlsafe(32),
             "SECRETLINK_RATE_LIMITS_ENABLED": "true",
             "SECRETLINK_RATE_LIMIT_CLIENT": "6/minute",
             "SECRETLINK_WORKERS": "2",
         }
-        with serving(tmp_path, env=env) as served:
-            assert len(wait_for_workers(served.process, 2)) == 2
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        # One after the other: the first one to start upgrades the schema.
+        with serving(tmp_path / "a", env=env) as first, serving(tmp_path / "b", env=env) as second:
             keypair = generate_keypair()
-            owner = InboxClient(served.url, keypair)
-            owner.register("")
-            url = f"{served.url}/api/v1/inboxes/{keypair.public_key_text}/messages"
-            codes = []
-            for _ in range(10):
-                # A new connection each time, so both workers take requests.
-                body = {"ciphertext": b64encode(seal("x", keypair.public_key))}
-                codes.append(
-                    requests.post(
-                        url, json=body, timeout=10, headers={"Connection": "close"}
-                    ).status_code
+            InboxClient(first.url, keypair).register("")
+            path = f"/api/v1/inboxes/{keypair.public_key_text}/messages"
+            answers = []
+            for number in range(10):
+                served = (first, second)[number % 2]
+                body = {"ciphertext": b64encode(seal(f"x{number}", keypair.public_key))}
+                response = requests.post(
+                    served.url + path, json=body, timeout=10, headers={"Connection": "close"}
                 )
-            assert codes == [201] * 6 + [429] * 4
-            assert len(list(owner.messages())) == 6
+                answers.append((served.url, response.status_code))
+            assert [code for _, code in answers] == [201] * 6 + [429] * 4
+            # Each server both accepted and refused: the count is the instances' sum.
+            for served in (first, second):
+                assert {code for url, code in answers if url == served.url} == {201, 429}
+            # Both see every message, whichever took it.
+            for served in (first, second):
+                assert len(list(InboxClient(served.url, keypair).messages())) == 6
