@@ -5,22 +5,42 @@ synchronous=FULL), and the fsync at each commit is most of what an insert costs.
 One writer thread per process takes everything that queued up while the previous
 commit ran, inserts it in a single transaction, and only then wakes the requests
 waiting on it, which answer 201. Under load one fsync acknowledges many messages;
-alone, a message waits for nothing but its own commit. A single writer per process
-also spares SQLite's write lock the contention of many threads.
+alone, a message waits for nothing but its own commit.
+
+The writer is on every message's path, so it does as little as it can while it
+holds the database's write lock (docs/PERFORMANCE.md has the profile behind this):
+
+- While messages keep coming it keeps one database connection of its own and runs
+  one precompiled INSERT through the driver, instead of checking a connection out
+  of the pool and compiling a statement for every batch.
+- Every C call into the driver releases Python's GIL, and getting it back waits
+  for the request threads busy in Python. Holding SQLite's write lock through
+  those waits made the other worker process stand in SQLite's busy handler, which
+  sleeps whole milliseconds. On SQLite the writers of all processes therefore
+  queue on an flock()ed file first: the next one wakes as soon as the lock is
+  released, and SQLite's own lock is never contended by message writers.
 """
 
+import fcntl
 import logging
+import os
 import queue
 import threading
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert, select
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
+# The writer gives its connection back to the pool after this long without messages:
+# an idle server holds no connection open for it (PostgreSQL counts them).
+IDLE_SECONDS = 1.0
+COLUMNS = ("id", "inbox_key", "received_at", "envelope")
+# SQLSTATE 23503, foreign_key_violation: the row names an inbox that does not exist.
+FOREIGN_KEY_VIOLATION = "23503"
 
 
 @dataclass
@@ -31,11 +51,72 @@ class _Pending:
     error: BaseException | None = None
 
 
+class _Statement:
+    """The INSERT for one message row, compiled once for the engine's driver."""
+
+    def __init__(self, engine: Engine, messages: Table):
+        dialect = engine.dialect
+        compiled = insert(messages).compile(dialect=dialect, column_keys=list(COLUMNS))
+        self.sql = str(compiled)
+        self.positional = compiled.positional
+        self.order = tuple(compiled.positiontup or COLUMNS)
+        # The column types' own conversions (e.g. datetime to SQLite's text format),
+        # so rows are stored exactly as SQLAlchemy would store them.
+        self.converters = {}
+        for name in COLUMNS:
+            convert = messages.c[name].type.bind_processor(dialect)
+            if convert is not None:
+                self.converters[name] = convert
+
+    def parameters(self, row: dict):
+        values = {name: self.converters.get(name, _same)(row[name]) for name in COLUMNS}
+        return tuple(values[name] for name in self.order) if self.positional else values
+
+
+def _same(value):
+    return value
+
+
+class _WriterLock:
+    """An flock()ed file beside a SQLite database: one message writer at a time."""
+
+    def __init__(self, database_path: str):
+        self._path = database_path + "-writer.lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> None:
+        if self._fd is None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)  # blocks without holding the GIL
+
+    def __exit__(self, *_exc) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *_exc) -> None:
+        pass
+
+
+def _writer_lock(engine: Engine):
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        return _WriterLock(database)
+    return _NoLock()  # PostgreSQL handles concurrent inserts itself
+
+
 class GroupCommit:
-    def __init__(self, engine: Engine, messages, inboxes):
+    def __init__(self, engine: Engine, messages: Table):
         self._engine = engine
-        self._messages = messages  # the messages Table
-        self._inboxes = inboxes  # the inboxes Table
+        self._statement = _Statement(engine, messages)
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._dbapi = engine.dialect.loaded_dbapi
+        self._integrity_error = self._dbapi.IntegrityError
+        self._lock = _writer_lock(engine)
+        self._connection = None  # the writer thread's own; opened on first use
         self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -62,7 +143,11 @@ class GroupCommit:
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
+            try:
+                batch = [self._queue.get(timeout=IDLE_SECONDS)]
+            except queue.Empty:
+                self._release()
+                continue
             while len(batch) < MAX_BATCH:
                 try:
                     batch.append(self._queue.get_nowait())
@@ -72,48 +157,88 @@ class GroupCommit:
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
-            self._write(batch)
-        except IntegrityError:
-            # A message for an unknown (or just deleted) inbox in the batch: settle
-            # each message on its own rather than fail them all.
-            for pending in batch:
-                try:
-                    self._write([pending])
-                except BaseException as exc:
-                    pending.error = exc
+            rows = [self._statement.parameters(pending.row) for pending in batch]
+            try:
+                self._write(rows)
+            except self._integrity_error as exc:
+                if not self._names_a_missing_inbox(exc):
+                    raise
+                # A message for an unknown (or just deleted) inbox in the batch:
+                # settle each on its own rather than fail them all.
+                for pending, row in zip(batch, rows, strict=True):
+                    pending.stored = self._write_one(row)
+            else:
+                for pending in batch:
+                    pending.stored = True
         except BaseException as exc:
             log.warning("group commit of %d messages failed: %s", len(batch), type(exc).__name__)
+            error = self._as_sqlalchemy_error(exc)
             for pending in batch:
-                pending.error = exc
+                if not pending.stored:
+                    pending.error = error
         finally:
             for pending in batch:
                 pending.done.set()
 
-    def _write(self, batch: list[_Pending]) -> None:
-        """Insert the batch in one transaction.
+    def _write_one(self, row) -> bool:
+        """Insert one row; False when the foreign key says its inbox does not exist."""
+        try:
+            self._write([row])
+        except self._integrity_error as exc:
+            if not self._names_a_missing_inbox(exc):
+                raise
+            return False
+        return True
 
-        A batch of many relies on the foreign key to refuse an unknown inbox (the
-        IntegrityError sends it back one by one); a single message looks its inbox up
-        first, so that a wrong link is a clean "no".
-        """
-        with self._engine.connect() as connection:
-            self._begin(connection)
-            if len(batch) == 1 and not self._inbox_exists(connection, batch[0]):
-                connection.rollback()
-                return
-            connection.execute(insert(self._messages), [pending.row for pending in batch])
-            connection.commit()
-        for pending in batch:
-            pending.stored = True
+    def _write(self, rows: list) -> None:
+        """Insert the rows in one transaction, or none of them."""
+        with self._lock:
+            connection = self._open()
+            try:
+                cursor = connection.cursor()
+                if self._sqlite:
+                    # Take SQLite's write lock at once rather than upgrade to it midway.
+                    cursor.execute("BEGIN IMMEDIATE")
+                cursor.executemany(self._statement.sql, rows)
+                connection.commit()
+                cursor.close()
+            except BaseException:
+                self._abandon(connection)
+                raise
 
-    def _inbox_exists(self, connection: Connection, pending: _Pending) -> bool:
-        column = self._inboxes.c.public_key
-        found = connection.scalar(select(column).where(column == pending.row["inbox_key"]))
-        return found is not None
+    def _open(self):
+        if self._connection is None:
+            # From the engine, so SQLite gets its PRAGMAs (secretlink.database).
+            self._connection = self._engine.raw_connection()
+        return self._connection
 
-    @staticmethod
-    def _begin(connection: Connection) -> None:
-        if connection.dialect.name == "sqlite":
-            # Take the write lock before reading, so the read and the insert see one
-            # snapshot and another process's commit cannot invalidate it midway.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _release(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            connection.close()  # back to the engine's pool
+
+    def _abandon(self, connection) -> None:
+        """Roll back; a connection that cannot even do that is dropped and reopened later."""
+        try:
+            connection.rollback()
+        except Exception:
+            self._connection = None
+            connection.invalidate()
+
+    def _as_sqlalchemy_error(self, exc: BaseException) -> BaseException:
+        """A driver error as SQLAlchemy would raise it, as every other Storage method does."""
+        if not isinstance(exc, self._dbapi.Error):
+            return exc
+        return DBAPIError.instance(
+            self._statement.sql,
+            None,
+            exc,
+            self._dbapi.Error,
+            hide_parameters=True,
+            dialect=self._engine.dialect,
+        )
+
+    def _names_a_missing_inbox(self, exc: BaseException) -> bool:
+        if self._sqlite:
+            return "FOREIGN KEY constraint failed" in str(exc)
+        return getattr(exc, "sqlstate", None) == FOREIGN_KEY_VIOLATION

@@ -102,7 +102,7 @@ class Storage:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._session = sessionmaker(engine, expire_on_commit=False)
-        self._group_commit = GroupCommit(engine, MessageRow.__table__, InboxRow.__table__)
+        self._group_commit = GroupCommit(engine, MessageRow.__table__)
 
     @classmethod
     def from_url(cls, database_url: str) -> "Storage":

@@ -199,3 +199,41 @@ def test_concurrent_messages_are_committed_together_and_each_settled(storage):
     assert all(results.values())
     assert sorted(listed_ids(storage, public_key)) == sorted(results.values())
     assert count(storage, MessageRow) == 23
+
+
+@pytest.mark.postgresql
+def test_messages_are_stored_again_after_the_database_dropped_the_connection(postgres_admin):
+    """A PostgreSQL restart (here: this storage's sessions killed) fails at most the
+    messages in flight; the next one is stored on a new connection."""
+    import contextlib
+
+    from conftest import fresh_postgres_schema
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
+    name = f"secretlink-test-{secrets.token_hex(4)}"
+    with fresh_postgres_schema(postgres_admin) as url:
+        url = make_url(url).update_query_dict({"application_name": name})
+        storage = Storage.from_url(url.render_as_string(hide_password=False))
+        storage.create_schema()
+        try:
+            mine = new_inbox(storage)
+            first = add(storage, mine)
+            with postgres_admin.connect() as admin:
+                killed = admin.scalar(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = :name"
+                    ),
+                    {"name": name},
+                )
+            assert killed >= 1  # the writer's own connection among them
+            # One message may meet the dead connection (a 500 for its sender)...
+            with contextlib.suppress(DBAPIError):
+                storage.add_message(mine, b"in flight when the session died")
+            # ... but the writer is not wedged: the next one is stored.
+            after = add(storage, mine)
+            assert {first, after} <= set(listed_ids(storage, mine))
+        finally:
+            storage.engine.dispose()
