@@ -42,9 +42,11 @@ def js(requests: list[dict]) -> list[dict]:
     return json.loads(result.stdout)
 
 
-def test_javascript_seals_python_opens():
+@pytest.mark.parametrize("operation", ["seal", "prepared_seal"])
+def test_javascript_seals_python_opens(operation):
     keypair = generate_keypair()
-    answers = js([{"op": "seal", "public_key": keypair.public_key_text, "text": t} for t in TEXTS])
+    requests = [{"op": operation, "public_key": keypair.public_key_text, "text": t} for t in TEXTS]
+    answers = js(requests)
     opened = [open_envelope(b64decode(a["envelope"]), keypair.secret_key).text for a in answers]
     assert opened == TEXTS
 

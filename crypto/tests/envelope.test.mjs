@@ -21,6 +21,30 @@ test("two seals of the same text differ (fresh ephemeral key)", () => {
   assert.notEqual(sl.b64encode(sl.seal("same", publicKey)), sl.b64encode(sl.seal("same", publicKey)));
 });
 
+test("a prepared seal seals one message, and a refused message does not use it up", () => {
+  const { publicKey, secretKey } = sl.generateKeyPair();
+  const prepared = sl.prepareSeal(publicKey);
+  assert.throws(() => prepared.seal("a".repeat(sl.MAX_TEXT_BYTES + 1)), sl.SizeError);
+  const envelope = prepared.seal("prepared ahead");
+  assert.equal(sl.openEnvelope(envelope, secretKey).text, "prepared ahead");
+  assert.throws(() => prepared.seal("a second message"), sl.SecretlinkCryptoError);
+  assert.notEqual(sl.b64encode(sl.prepareSeal(publicKey).seal("x")), sl.b64encode(sl.prepareSeal(publicKey).seal("x")));
+});
+
+test("sealing to a low-order key is refused when preparing too", () => {
+  assert.throws(() => sl.prepareSeal(new Uint8Array(32)), sl.InvalidKeyError);
+});
+
+test("base64url: the native and the fallback encoders agree", () => {
+  for (const length of [0, 1, 2, 3, 31, 32, 33, 65586, 70000]) {
+    const bytes = new Uint8Array(length).map((_, i) => (i * 7919) & 0xff);
+    const plain = new Uint8Array(bytes); // the same bytes without a native toBase64
+    Object.defineProperty(plain, "toBase64", { value: undefined });
+    assert.equal(sl.b64encode(bytes), sl.b64encode(plain));
+    assert.deepEqual(sl.b64decode(sl.b64encode(plain)), bytes);
+  }
+});
+
 test("a message over the limit is refused before sealing", () => {
   const { publicKey } = sl.generateKeyPair();
   assert.throws(() => sl.seal("a".repeat(sl.MAX_TEXT_BYTES + 1), publicKey), sl.SizeError);

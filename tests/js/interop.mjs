@@ -5,6 +5,10 @@ import * as sl from "../../crypto/secretlink.js";
 
 const operations = {
   seal: ({ public_key, text }) => ({ envelope: sl.b64encode(sl.seal(text, sl.b64decode(public_key))) }),
+  // What the sender page does: the X25519 work ahead of time, then one message.
+  prepared_seal: ({ public_key, text }) => ({
+    envelope: sl.b64encode(sl.prepareSeal(sl.b64decode(public_key)).seal(text)),
+  }),
   open: ({ secret_key, envelope }) => sl.openEnvelope(sl.b64decode(envelope), sl.b64decode(secret_key)),
   keygen: () => ({ key_file: sl.dumpKeyFile({ ...sl.generateKeyPair(), server: "http://127.0.0.1:1" }) }),
   load_key_file: ({ text }) => {

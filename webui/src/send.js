@@ -8,7 +8,7 @@ import {
   SecretlinkCryptoError,
   b64encode,
   decodePublicKey,
-  seal,
+  prepareSeal,
 } from "../../crypto/secretlink.js";
 import { request } from "./api.js";
 import { MAX_POW_BITS } from "./pow.js";
@@ -60,12 +60,15 @@ async function verifiedWorkerUrl() {
   return workerUrl;
 }
 
-// The server's puzzle, solved in a Web Worker so the page stays responsive; the status
-// line shows how far along the expected work is.
+// The server's puzzle, solved in a Web Worker so the page stays responsive. Progress
+// is shown only while a sender is waiting for it (see `waiting`).
+let waiting = false;
+
 async function proofOfWork({ puzzle, difficulty }) {
   if (!(difficulty >= 0 && difficulty <= MAX_POW_BITS)) {
     throw new Error("The server asks for an unreasonable amount of work.");
   }
+  if (difficulty === 0) return 0; // the gate is off on this server
   const expected = 2 ** difficulty;
   const url = await verifiedWorkerUrl();
   return new Promise((resolve, reject) => {
@@ -74,7 +77,7 @@ async function proofOfWork({ puzzle, difficulty }) {
       if (data.solution !== undefined) {
         worker.terminate();
         resolve(data.solution);
-      } else {
+      } else if (waiting) {
         const share = Math.min(99, Math.round((100 * data.attempts) / expected));
         say(`Proving this is not spam (a short computation)… ${share}%`);
       }
@@ -85,6 +88,73 @@ async function proofOfWork({ puzzle, difficulty }) {
     };
     worker.postMessage({ puzzle, difficulty });
   });
+}
+
+// Work done ahead, while the sender writes, so that Send does not wait for it: one
+// solved puzzle (the server's proof-of-work gate) and one prepared seal (the X25519
+// half of the sealed box, which does not depend on the message). Each is used for
+// one message, then made again.
+const base = `/api/v1/inboxes/${keyText}`;
+const PUZZLE_MARGIN_MS = 30_000; // fetch a new puzzle rather than send one about to expire
+let proofAhead = null; // Promise of { puzzle, solution, expiresAt }
+let sealAhead = null;
+
+async function solvedPuzzle() {
+  const puzzle = await request("POST", `${base}/puzzle`);
+  const solution = await proofOfWork(puzzle);
+  return { puzzle: puzzle.puzzle, solution, expiresAt: puzzle.expires_at * 1000 };
+}
+
+function prepareAhead() {
+  if (!proofAhead) {
+    proofAhead = solvedPuzzle();
+    proofAhead.catch(() => {}); // reported when a send needs it, not before
+  }
+  // In a task of its own: without a JIT the two X25519 operations take a while, and
+  // the keystroke that asked for them should not wait.
+  setTimeout(() => {
+    if (sealAhead) return;
+    try {
+      sealAhead = prepareSeal(decodePublicKey(keyText));
+    } catch {
+      // A damaged key in the link: Send says so.
+    }
+  }, 0);
+}
+
+async function takeProof() {
+  const ahead = proofAhead;
+  proofAhead = null;
+  try {
+    const proof = await (ahead ?? solvedPuzzle());
+    if (proof.expiresAt - Date.now() > PUZZLE_MARGIN_MS) return proof;
+  } catch {
+    // Failed ahead of time (offline then, say): try again now, reporting errors.
+  }
+  return solvedPuzzle();
+}
+
+function takeSeal() {
+  const prepared = sealAhead ?? prepareSeal(decodePublicKey(keyText));
+  sealAhead = null; // never used twice, whatever happens next
+  return prepared;
+}
+
+// A puzzle can go stale between being solved and being sent; one retry with a
+// fresh one then, never more.
+const STALE_PUZZLE = new Set(["puzzle_expired", "puzzle_used", "bad_puzzle"]);
+
+async function postMessage(ciphertext) {
+  for (let attempt = 0; ; attempt++) {
+    waiting = true;
+    const { puzzle, solution } = await takeProof();
+    say("Sending…");
+    try {
+      return await request("POST", `${base}/messages`, { body: { ciphertext, puzzle, solution } });
+    } catch (err) {
+      if (attempt > 0 || !STALE_PUZZLE.has(err.code)) throw err;
+    }
+  }
 }
 
 const SEND_ERRORS = {
@@ -109,15 +179,8 @@ async function send(event) {
   // User Timing: lets benchmarks (and anyone's devtools) see how long a send takes.
   performance.mark("secretlink:send:start");
   try {
-    const publicKey = decodePublicKey(keyText);
-    const ciphertext = b64encode(seal(text, publicKey));
-    const base = `/api/v1/inboxes/${keyText}`;
-    const puzzle = await request("POST", `${base}/puzzle`);
-    const solution = puzzle.difficulty > 0 ? await proofOfWork(puzzle) : 0;
-    say("Sending…");
-    await request("POST", `${base}/messages`, {
-      body: { ciphertext, puzzle: puzzle.puzzle, solution },
-    });
+    const ciphertext = b64encode(takeSeal().seal(text));
+    await postMessage(ciphertext);
     performance.measure("secretlink:send", "secretlink:send:start");
     textarea.value = "";
     showSize();
@@ -129,10 +192,15 @@ async function send(event) {
       say(SEND_ERRORS[err.code] ?? `${err.message} Your message was not sent.`, "error");
     }
   } finally {
+    waiting = false;
     button.disabled = false;
+    prepareAhead(); // for a next message
   }
 }
 
 form.addEventListener("submit", send);
 textarea.addEventListener("input", showSize);
+// Start the work ahead once someone begins to write, not for every visitor.
+textarea.addEventListener("focus", prepareAhead, { once: true });
+textarea.addEventListener("input", prepareAhead, { once: true });
 showSize();
