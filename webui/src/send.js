@@ -148,6 +148,7 @@ async function postMessage(ciphertext) {
   for (let attempt = 0; ; attempt++) {
     waiting = true;
     const { puzzle, solution } = await takeProof();
+    performance.mark("secretlink:send:proof-ready");
     say("Sending…");
     try {
       return await request("POST", `${base}/messages`, { body: { ciphertext, puzzle, solution } });
@@ -180,6 +181,7 @@ async function send(event) {
   performance.mark("secretlink:send:start");
   try {
     const ciphertext = b64encode(takeSeal().seal(text));
+    performance.measure("secretlink:send:seal", "secretlink:send:start");
     await postMessage(ciphertext);
     performance.measure("secretlink:send", "secretlink:send:start");
     textarea.value = "";
