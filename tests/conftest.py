@@ -145,7 +145,10 @@ def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-def get_token(client, keypair: KeyPair, origin: str = "http://localhost") -> str:
+def challenge_and_proof(
+    client, keypair: KeyPair, origin: str = "http://localhost"
+) -> tuple[dict, str]:
+    """A fresh challenge for this key and the right answer to it, not yet sent."""
     challenge = client.post(
         "/api/v1/auth/challenge", json={"public_key": keypair.public_key_text}
     ).get_json()
@@ -156,8 +159,13 @@ def get_token(client, keypair: KeyPair, origin: str = "http://localhost") -> str
         challenge["expires_at"],
         origin,
     )
+    return challenge, b64encode(mac)
+
+
+def get_token(client, keypair: KeyPair, origin: str = "http://localhost") -> str:
+    challenge, proof = challenge_and_proof(client, keypair, origin)
     answer = client.post(
-        "/api/v1/auth/token", json={"challenge": challenge["challenge"], "proof": b64encode(mac)}
+        "/api/v1/auth/token", json={"challenge": challenge["challenge"], "proof": proof}
     )
     assert answer.status_code == 200, answer.get_json()
     return answer.get_json()["token"]

@@ -5,12 +5,11 @@ import json
 from dataclasses import replace
 
 import pytest
-from conftest import bearer, get_token, register
+from conftest import bearer, challenge_and_proof, get_token, register
 
 from secretlink.app import MAX_REQUEST_BYTES
 from secretlink.crypto import b64decode, b64encode, generate_keypair, open_envelope, seal
 from secretlink.crypto.envelope import MAX_ENVELOPE, MAX_TEXT_BYTES
-from secretlink.crypto.proof import prove
 from secretlink.storage import MessageRow
 
 LOW_ORDER_KEY = b64encode(bytes(32))
@@ -517,20 +516,6 @@ def test_text_beyond_ascii_is_still_taken(client, inbox):
 
 
 # ---- proof of possession: cases not in tests/test_auth.py ----
-
-
-def challenge_and_proof(client, keypair, origin: str = "http://localhost") -> tuple[dict, str]:
-    challenge = client.post(
-        "/api/v1/auth/challenge", json={"public_key": keypair.public_key_text}
-    ).get_json()
-    mac = prove(
-        keypair.secret_key,
-        b64decode(challenge["server_key"]),
-        b64decode(challenge["nonce"]),
-        challenge["expires_at"],
-        origin,
-    )
-    return challenge, b64encode(mac)
 
 
 def answer(client, challenge: dict, proof: str):
