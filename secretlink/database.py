@@ -8,7 +8,7 @@ import sqlite3
 import time
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 BUSY_TIMEOUT_SECONDS = 5
 
@@ -44,9 +44,18 @@ def _use_wal(cursor: sqlite3.Cursor) -> None:
             time.sleep(0.02)
 
 
+# A PostgreSQL host that drops packets would otherwise hold a command or a worker
+# for the operating system's TCP timeout (minutes) before the error appears.
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
+
+
 def make_engine(database_url: str) -> Engine:
+    url = make_url(database_url)
+    connect_args = {}
+    if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_SECONDS
     # hide_parameters keeps inbox keys and envelopes out of error messages and logs.
-    engine = create_engine(database_url, hide_parameters=True)
+    engine = create_engine(url, hide_parameters=True, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

@@ -237,3 +237,39 @@ def test_messages_are_stored_again_after_the_database_dropped_the_connection(pos
             assert {first, after} <= set(listed_ids(storage, mine))
         finally:
             storage.engine.dispose()
+
+
+def test_a_silent_postgres_host_fails_within_the_connect_timeout(monkeypatch):
+    """A host that accepts the connection and never answers (or drops packets) must not
+    hold a command or a worker for the operating system's TCP timeout."""
+    import socket
+    import threading
+    import time
+
+    from sqlalchemy.exc import OperationalError
+
+    from secretlink import database
+
+    monkeypatch.setattr(database, "POSTGRES_CONNECT_TIMEOUT_SECONDS", 1)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        engine = database.make_engine(f"postgresql+psycopg://nobody@127.0.0.1:{port}/x")
+        outcome: list[BaseException] = []
+
+        def connect() -> None:
+            try:
+                engine.connect()
+            except BaseException as exc:
+                outcome.append(exc)
+
+        # In a thread, so that a missing timeout fails this test instead of hanging it.
+        attempt = threading.Thread(target=connect, daemon=True)
+        started = time.monotonic()
+        attempt.start()
+        attempt.join(timeout=10)
+        assert not attempt.is_alive(), "still connecting after 10 s"
+        assert time.monotonic() - started < 10
+        assert isinstance(outcome[0], OperationalError)
+        engine.dispose()
