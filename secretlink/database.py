@@ -4,6 +4,8 @@ Kept apart from storage.py so that both storage and the migrations (secretlink.m
 open connections the same way without importing each other.
 """
 
+import contextlib
+import os
 import sqlite3
 import time
 
@@ -57,5 +59,18 @@ def make_engine(database_url: str) -> Engine:
     # hide_parameters keeps inbox keys and envelopes out of error messages and logs.
     engine = create_engine(url, hide_parameters=True, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
+        _create_private(engine.url.database)
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _create_private(path: str | None) -> None:
+    """Create a new SQLite file readable by its owner only, whatever the umask.
+
+    SQLite gives the -wal and -shm files beside it the database file's permissions,
+    so they are private too. An existing file is left as its owner made it.
+    """
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

@@ -273,3 +273,22 @@ def test_a_silent_postgres_host_fails_within_the_connect_timeout(monkeypatch):
         assert time.monotonic() - started < 10
         assert isinstance(outcome[0], OperationalError)
         engine.dispose()
+
+
+def test_a_new_sqlite_database_and_its_journal_are_private(tmp_path):
+    import os
+    import stat
+
+    old_umask = os.umask(0o022)
+    try:
+        storage = Storage.from_url(f"sqlite:///{tmp_path / 'new.sqlite3'}")
+        storage.create_schema()
+        new_inbox(storage)
+    finally:
+        os.umask(old_umask)
+    try:
+        for name in ("new.sqlite3", "new.sqlite3-wal", "new.sqlite3-shm"):
+            mode = stat.S_IMODE((tmp_path / name).stat().st_mode)
+            assert mode == 0o600, (name, oct(mode))
+    finally:
+        storage.engine.dispose()
