@@ -6,7 +6,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from secretlink import api, assets, errors, health, limits, logs, pages, security
+from secretlink import api, assets, errors, health, limits, logs, migrate, pages, security
 from secretlink.auth import Authenticator
 from secretlink.crypto.envelope import MAX_ENVELOPE
 from secretlink.pow import ProofOfWork
@@ -45,6 +45,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     storage = Storage.from_url(settings.database_url)
     if settings.auto_upgrade:
         storage.create_schema()
+    else:
+        # `serve` checks in its master before any worker starts; this covers every
+        # other way of starting the app (flask run, another WSGI server), so that it
+        # never runs against a schema this release does not know.
+        migrate.require_current(settings.database_url)
     app.extensions["secretlink.storage"] = storage
     app.extensions["secretlink.auth"] = Authenticator(
         settings.secret_key, storage, settings.challenge_ttl, settings.token_ttl

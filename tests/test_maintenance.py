@@ -225,6 +225,19 @@ def test_without_auto_upgrade_serve_refuses_a_database_behind(tmp_path):
     assert current_revision(url) == "0001"  # left for the operator to upgrade
 
 
+def test_without_auto_upgrade_the_app_refuses_a_database_behind(tmp_path):
+    """`flask run` or another WSGI server starts the app without `serve`'s master."""
+    url = database_at_first_revision(tmp_path / "behind.sqlite3")
+    settings = Settings(data_dir=tmp_path / "data", database_url=url, auto_upgrade=False)
+    with pytest.raises(migrate.MigrationError, match="schema is at 0001"):
+        create_app(settings)
+    assert current_revision(url) == "0001"
+    migrate.upgrade(url)
+    app = create_app(settings)  # at head: starts
+    assert app.test_client().get("/healthz").status_code == 200
+    app.extensions["secretlink.storage"].engine.dispose()
+
+
 def test_purge_refuses_a_database_behind(tmp_path, monkeypatch):
     url = database_at_first_revision(tmp_path / "behind.sqlite3")
     monkeypatch.setenv("SECRETLINK_DATA_DIR", str(tmp_path))
