@@ -31,6 +31,19 @@ class ClientError(Exception):
     """Something the user must know about: the message says what and, if possible, why."""
 
 
+def network_error(exc: requests.RequestException, server: str) -> ClientError:
+    """What went wrong talking to `server`, in one line (for the CLI and `verify`)."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return ClientError(f"the TLS certificate of {server} is not trusted")
+    if isinstance(exc, requests.ConnectionError):
+        return ClientError(f"cannot reach the server at {server}")
+    if isinstance(exc, requests.Timeout):
+        return ClientError(f"the server at {server} did not answer in time")
+    # The text may quote what the server sent: printable characters only.
+    detail = "".join(c if c.isprintable() else "?" for c in str(exc))[:200]
+    return ClientError(f"request to {server} failed: {detail}")
+
+
 @dataclass(frozen=True)
 class Link:
     server: str
@@ -101,16 +114,8 @@ class Api:
                 headers=headers,
                 timeout=TIMEOUT,
             )
-        except requests.exceptions.SSLError:
-            raise ClientError(
-                f"the TLS certificate of {self.server} is not trusted; nothing was sent"
-            ) from None
-        except requests.ConnectionError:
-            raise ClientError(f"cannot reach the server at {self.server}") from None
-        except requests.Timeout:
-            raise ClientError(f"the server at {self.server} did not answer in time") from None
         except requests.RequestException as exc:
-            raise ClientError(f"request to {self.server} failed: {exc}") from None
+            raise network_error(exc, self.server) from None
         if response.status_code == 204:
             return None
         try:

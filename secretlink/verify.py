@@ -28,7 +28,7 @@ from flask.testing import FlaskClient
 from requests.structures import CaseInsensitiveDict
 
 from secretlink.app import create_app
-from secretlink.client import TIMEOUT, ClientError, normalize_server, parse_link
+from secretlink.client import TIMEOUT, ClientError, network_error, normalize_server, parse_link
 from secretlink.crypto import generate_keypair
 from secretlink.settings import Settings, canonical_origin
 
@@ -198,14 +198,8 @@ class Fetcher:
                 url, timeout=TIMEOUT, allow_redirects=False, stream=True
             ) as response:
                 return Fetched(response.status_code, response.headers, self._read(response, url))
-        except requests.exceptions.SSLError:
-            raise ClientError(f"the TLS certificate of {self.origin} is not trusted") from None
-        except requests.ConnectionError:
-            raise ClientError(f"cannot reach the server at {self.origin}") from None
-        except requests.Timeout:
-            raise ClientError(f"the server at {self.origin} did not answer in time") from None
         except requests.RequestException as exc:
-            raise ClientError(f"request to {shown(url)} failed: {shown(str(exc))}") from None
+            raise network_error(exc, self.origin) from None
 
     @staticmethod
     def _read(response: requests.Response, url: str) -> bytes:
