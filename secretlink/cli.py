@@ -3,7 +3,6 @@
 Failures print one line on stderr and exit with status 1 (2 for a usage mistake).
 """
 
-import json
 import os
 import sys
 from dataclasses import fields, replace
@@ -17,10 +16,23 @@ from secretlink.crypto import SecretlinkCryptoError, b64decode, generate_keypair
 from secretlink.crypto.envelope import MAX_TEXT_BYTES
 from secretlink.crypto.keyfile import KeyFile, dump_key_file, load_key_file
 from secretlink.settings import Settings, SettingsError
+from secretlink.termsafe import Terminal, body, dumps_json, field
+
+# An error message can quote a server; more than this is cut rather than flooding stderr.
+MAX_ERROR_CHARS = 500
+
+
+class Failure(click.ClickException):
+    """A one-line failure; whatever it quotes (a server's error text, a path, an id)
+    is shown with its control characters escaped, never obeyed by the terminal."""
+
+    def format_message(self) -> str:
+        shown = field(self.message)
+        return shown if len(shown) <= MAX_ERROR_CHARS else shown[: MAX_ERROR_CHARS - 1] + "…"
 
 
 def fail(message: str) -> None:
-    raise click.ClickException(message)
+    raise Failure(message)
 
 
 def read_key_file(path: str) -> KeyFile:
@@ -82,19 +94,19 @@ class ClientErrorsAsClickErrors(click.Group):
         try:
             return super().invoke(ctx)
         except (ClientError, SettingsError, SecretlinkCryptoError) as exc:
-            raise click.ClickException(str(exc)) from None
+            raise Failure(str(exc)) from None
         except RuntimeError as exc:
             from secretlink.migrate import MigrationError
 
             if isinstance(exc, MigrationError):
-                raise click.ClickException(str(exc)) from None
+                raise Failure(str(exc)) from None
             raise
         except Exception as exc:
             # Only a command that loaded SQLAlchemy can fail with one of its errors.
             sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
             if sqlalchemy_exc and isinstance(exc, sqlalchemy_exc.SQLAlchemyError):
                 message = database_failure(exc, ctx.meta.get(DATABASE_URL))
-                raise click.ClickException(message) from None
+                raise Failure(message) from None
             raise
 
 
@@ -322,7 +334,7 @@ def verify(url: str, link: str | None) -> None:
 
     report = verify_instance(url, link)
     for line in report.lines():
-        click.echo(line)
+        click.echo(field(line, Terminal.of(sys.stdout)))
     if not report.ok:
         sys.exit(1)
 
@@ -347,15 +359,35 @@ key_option = click.option(
 @click.option("--prompt", default="", help="A line shown to senders above the message box.")
 def inbox_create(server: str | None, key_file: str, prompt: str) -> None:
     """Register the inbox on the server; print its link."""
-    click.echo(inbox_client(server, key_file).register(prompt)["link"])
+    click.echo(field(inbox_client(server, key_file).register(prompt)["link"]))
 
 
 @inbox.command("read")
 @server_option
 @key_option
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of text.")
-def inbox_read(server: str | None, key_file: str, as_json: bool) -> None:
-    """Fetch and decrypt the messages, newest first."""
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON array (exact, terminal-safe) instead."
+)
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Print each message's text exactly as sent: no escapes, no '| ' prefix. "
+    "Its control sequences then act on your terminal; use only into a file or program.",
+)
+def inbox_read(server: str | None, key_file: str, as_json: bool, raw: bool) -> None:
+    """Fetch and decrypt the messages, newest first.
+
+    Each message is a header line, `--- TIME  id ID`, then its text with every line
+    starting with `| `, so that no text can pass for a header. Control characters,
+    bidirectional controls and line separators in the text and in everything the
+    server sends are shown escaped (`\\x1b`, `\\u202e`), highlighted on a colour
+    terminal (not with NO_COLOR); on a terminal, long lines are wrapped so that each
+    row keeps its `| `. This holds in a pipe or file too (for `less`, use `less -S`
+    so that it does not wrap rows itself). --raw prints the texts as sent; --json
+    gives exact JSON with those characters as \\u escapes.
+    """
+    if as_json and raw:
+        raise click.UsageError("--json and --raw exclude each other: JSON is always exact")
     client = inbox_client(server, key_file)
     results = []
     for message in client.messages():
@@ -366,16 +398,26 @@ def inbox_read(server: str | None, key_file: str, as_json: bool) -> None:
             ).text
         except SecretlinkCryptoError as exc:
             entry["error"] = f"cannot decrypt: {exc}"
-            click.echo(f"warning: message {message.id} cannot be decrypted: {exc}", err=True)
+            click.echo(
+                f"warning: message {field(message.id)} cannot be decrypted: {field(exc)}", err=True
+            )
         results.append(entry)
     if as_json:
-        click.echo(json.dumps(results, ensure_ascii=False, indent=2))
+        click.echo(dumps_json(results))
         return
     if not results:
         click.echo("No messages.", err=True)
+    terminal = Terminal.of(sys.stdout)
     for entry in results:
-        click.echo(f"--- {entry['received_at']}  id {entry['id']}")
-        click.echo(entry["text"] if entry["text"] is not None else f"[{entry['error']}]")
+        received_at = field(entry["received_at"], terminal)
+        click.echo(f"--- {received_at}  id {field(entry['id'], terminal)}")
+        if entry["text"] is None:
+            click.echo(f"[{field(entry['error'], terminal)}]")
+        elif raw:
+            # color=True: click would otherwise drop some escape sequences in a pipe.
+            click.echo(entry["text"], color=True)
+        else:
+            click.echo("\n".join(body(entry["text"], terminal)))
         click.echo()
 
 

@@ -31,6 +31,7 @@ from secretlink.app import create_app
 from secretlink.client import TIMEOUT, ClientError, network_error, normalize_server, parse_link
 from secretlink.crypto import generate_keypair
 from secretlink.settings import Settings, canonical_origin
+from secretlink.termsafe import escape_of
 
 # No page or asset of the release comes near this; a server sending more is
 # stopped rather than allowed to fill the verifier's memory.
@@ -52,7 +53,8 @@ LOCAL_ORIGIN = "http://localhost"
 
 def shown(text: str, limit: int = 80) -> str:
     """Server-chosen text made safe for a terminal: no control characters, bounded."""
-    safe = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    # Stricter than the CLI's other output: every non-printable character is escaped.
+    safe = "".join(c if c.isprintable() else escape_of(c) for c in text)
     return safe if len(safe) <= limit else safe[: limit - 1] + "…"
 
 

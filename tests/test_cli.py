@@ -84,8 +84,8 @@ def test_send_from_stdin_and_argument_then_read(link, live_server, key_file):
 def test_plain_read_shows_text_and_ids(link, live_server, key_file):
     run("send", link, stdin="line one\nline two")
     result = run("inbox", "read", "--server", live_server.url, "--key-file", key_file)
-    assert "line one\nline two" in result.stdout
-    assert "id " in result.stdout
+    assert "\n| line one\n| line two\n" in result.stdout
+    assert result.stdout.startswith("--- ") and "id " in result.stdout
 
 
 def test_delete(link, live_server, key_file):
