@@ -377,14 +377,19 @@ def inbox_create(server: str | None, key_file: str, prompt: str) -> None:
 def inbox_read(server: str | None, key_file: str, as_json: bool, raw: bool) -> None:
     """Fetch and decrypt the messages, newest first.
 
-    Each message is a header line, `--- TIME  id ID`, then its text with every line
-    starting with `| `, so that no text can pass for a header. Control characters,
-    bidirectional controls and line separators in the text and in everything the
-    server sends are shown escaped (`\\x1b`, `\\u202e`), highlighted on a colour
-    terminal (not with NO_COLOR); on a terminal, long lines are wrapped so that each
-    row keeps its `| `. This holds in a pipe or file too (for `less`, use `less -S`
-    so that it does not wrap rows itself). --raw prints the texts as sent; --json
-    gives exact JSON with those characters as \\u escapes.
+    Each message is a header line, `--- TIME  id ID`, then its text with every
+    line starting with `| `, so that no text can pass for a header. Control
+    characters (C0, DEL, C1), bidirectional controls and line separators, in the
+    text and in everything the server sends, are shown as escapes such as \\x1b or
+    \\u202e instead of acting on the terminal.
+
+    On a terminal the escapes are highlighted (unless NO_COLOR is set) and long
+    lines are wrapped so that every row keeps its `| `. Piped or redirected output
+    is escaped and prefixed the same way, without highlighting or wrapping (page it
+    with `less -S`, which does not wrap rows).
+
+    --raw prints each text exactly as sent; --json prints exact JSON with those
+    characters as \\u escapes.
     """
     if as_json and raw:
         raise click.UsageError("--json and --raw exclude each other: JSON is always exact")
