@@ -381,3 +381,33 @@ def test_raw_hands_the_terminal_the_sequences_as_sent(hostile_inbox, live_server
     assert "\x1b]52;c;cm0gLXJmIH4K\x07copy me" in output and "\x9b2Jc1" in output
     with pytest.raises(AssertionError):
         assert_terminal_safe(output)
+
+
+def test_a_message_that_does_not_decrypt_is_a_note_not_a_body(
+    live_server, tampering, tmp_path, monkeypatch
+):
+    """An envelope sealed to another key shows as `[cannot decrypt: …]` after its header,
+    with a warning on standard error, and the other messages still read."""
+    import secretlink.client
+    from secretlink.crypto import generate_keypair, seal
+
+    key_file = str(tmp_path / "inbox.key")
+    runner = CliRunner()
+    runner.invoke(main, ["keygen", "--key-file", key_file])
+    created = runner.invoke(
+        main, ["inbox", "create", "--server", live_server.url, "--key-file", key_file]
+    )
+    link = parse_link(created.stdout.strip())
+    send(link, "readable")
+    stranger = generate_keypair().public_key
+    monkeypatch.setattr(secretlink.client, "seal", lambda text, _key: seal(text, stranger))
+    send(link, "\x1b[2J sealed to a stranger")
+    status, output = run_in_terminal(
+        "inbox", "read", "--server", live_server.url, "--key-file", key_file
+    )
+    assert status == 0, output
+    assert_terminal_safe(unhighlighted(output))
+    rows = [row for row in rows_of(output) if row]
+    assert rows[0].startswith("warning: message ") and "cannot be decrypted" in rows[0]
+    assert rows[1].startswith("--- ") and rows[2].startswith("[cannot decrypt: ")
+    assert rows[3].startswith("--- ") and rows[4] == "| readable"
