@@ -12,6 +12,8 @@ dist/ first; run alone, this test skips without it (under CI=true it fails). The
 checkout case clones the committed HEAD: uncommitted changes are not in it.
 """
 
+import base64
+import hashlib
 import os
 import shutil
 import subprocess
@@ -202,3 +204,18 @@ def test_installed_server_runs_the_browser_flow(installed, browser, page_errors,
     [line] = result.stderr.splitlines()
     assert "send.js is missing" in line, line
     assert "install is incomplete" in line, line
+
+
+def test_printed_hashes_are_the_shipped_scripts():
+    """`python -m secretlink.assets` (README: reproducing the page scripts) prints each
+    shipped script's SHA-256 and SRI hash, as `node webui/build.mjs --check` does."""
+    printed = run([sys.executable, "-m", "secretlink.assets"], dict(os.environ), ROOT)
+    expected = []
+    for path in sorted((ROOT / "webui" / "static" / "build").glob("*.js")):
+        data = path.read_bytes()
+        sri = base64.b64encode(hashlib.sha384(data).digest()).decode()
+        expected.append(
+            f"sha256:{hashlib.sha256(data).hexdigest()}  sha384-{sri}  build/{path.name}"
+        )
+    assert len(expected) == 4
+    assert printed.splitlines() == expected
