@@ -12,6 +12,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 CHROMIUM ?= /usr/bin/chromium
 
+NEED_NODE := command -v node >/dev/null && command -v npm >/dev/null || { echo "building \
+	the page scripts needs Node.js 20+ and npm (installing and running secretlink do not)"; exit 1; }
+
 PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 BUNDLES := webui/static/build/home.js webui/static/build/inbox.js webui/static/build/send.js \
@@ -43,6 +46,7 @@ js-test:
 # them byte for byte with the committed webui/static/build/; prints each file's SHA-256
 # and SRI hash, and which file differs.
 check-bundles: $(NPM_STAMP)
+	@$(NEED_NODE)
 	node webui/build.mjs --check
 
 # The SHA-256 and SRI (sha384) hashes of the shipped page scripts; needs no Node.js.
@@ -75,6 +79,7 @@ install: $(PY_STAMP)
 # Rebuild webui/static/build/ after changing webui/src or the npm packages, then commit
 # it: the same source and lockfile give the same bytes on every machine.
 build: $(NPM_STAMP)
+	@$(NEED_NODE)
 	node webui/build.mjs
 
 $(PY_STAMP): pyproject.toml
@@ -84,6 +89,7 @@ $(PY_STAMP): pyproject.toml
 	touch $@
 
 $(NPM_STAMP): package.json package-lock.json
+	@$(NEED_NODE)
 	npm ci --no-audit --no-fund
 	touch $@
 
