@@ -1,6 +1,9 @@
 # secretlink — `make run` starts the service, `make test` runs every test.
-# Both install what is missing first: a virtualenv in .venv, the Python package with
-# its dev tools, the npm packages (from package-lock.json) and the bundled page scripts.
+# Both install what is missing first: a virtualenv in .venv with the Python package and
+# its dev tools. The page scripts (webui/static/build/) are committed, built
+# reproducibly from webui/src and package-lock.json: running and the Python tests need
+# no Node.js. `make build` rebuilds them (needs Node.js and npm); `make check-bundles`
+# rebuilds them in memory and fails when a byte differs from the committed files.
 
 PYTHON ?= python3
 VENV := .venv
@@ -9,20 +12,46 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 CHROMIUM ?= /usr/bin/chromium
 
+NEED_NODE := command -v node >/dev/null && command -v npm >/dev/null || { echo "building \
+	the page scripts needs Node.js 20+ and npm (installing and running secretlink do not)"; exit 1; }
+
 PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 BUNDLES := webui/static/build/home.js webui/static/build/inbox.js webui/static/build/send.js \
 	webui/static/build/pow-worker.js
-JS_SOURCES := $(wildcard webui/src/*.js) crypto/secretlink.js webui/build.mjs
 
-.PHONY: run test bench lint format build install chromium wrk vectors docs dist clean
+.PHONY: run test js-test check-bundles bundle-hashes bench lint format build install chromium \
+	wrk vectors docs dist clean
 
 run: install
 	$(BIN)/secretlink serve --host $(HOST) --port $(PORT)
 
-test: install chromium dist
-	node --test crypto/tests/*.test.mjs
+test: install chromium dist js-test
 	$(BIN)/python -m pytest
+
+# The JavaScript side: the shipped bundles must be what the source and lockfile build,
+# and the browser crypto passes its tests. Both need Node.js: without it (someone
+# checking the Python side only) they are skipped with a warning; under CI=true a
+# missing Node.js fails the run.
+js-test:
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+	  $(MAKE) --no-print-directory check-bundles && node --test crypto/tests/*.test.mjs; \
+	elif [ "$(CI)" = true ]; then \
+	  echo "make test: Node.js and npm are required under CI=true (bundle check, JS tests)"; exit 1; \
+	else \
+	  echo "WARNING: no Node.js/npm on PATH: the bundle check and the JS tests are SKIPPED"; \
+	fi
+
+# Rebuild the page bundles from webui/src and package-lock.json (in memory) and compare
+# them byte for byte with the committed webui/static/build/; prints each file's SHA-256
+# and SRI hash, and which file differs.
+check-bundles: $(NPM_STAMP)
+	@$(NEED_NODE)
+	node webui/build.mjs --check
+
+# The SHA-256 and SRI (sha384) hashes of the shipped page scripts; needs no Node.js.
+bundle-hashes: $(PY_STAMP)
+	$(BIN)/python -m secretlink.assets
 
 # Performance goals P1-P5 (docs/PERFORMANCE.md): a few minutes, loopback only.
 bench: install chromium wrk
@@ -45,9 +74,13 @@ format: $(PY_STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-install: $(PY_STAMP) build
+install: $(PY_STAMP)
 
-build: $(BUNDLES)
+# Rebuild webui/static/build/ after changing webui/src or the npm packages, then commit
+# it: the same source and lockfile give the same bytes on every machine.
+build: $(NPM_STAMP)
+	@$(NEED_NODE)
+	node webui/build.mjs
 
 $(PY_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,11 +89,14 @@ $(PY_STAMP): pyproject.toml
 	touch $@
 
 $(NPM_STAMP): package.json package-lock.json
+	@$(NEED_NODE)
 	npm ci --no-audit --no-fund
 	touch $@
 
-$(BUNDLES) &: $(NPM_STAMP) $(JS_SOURCES)
-	node webui/build.mjs
+# Committed files, never rebuilt implicitly (a user who runs `make run` keeps a clean
+# `git status` and needs no Node.js); only a missing one stops the build here.
+$(BUNDLES):
+	@echo "$@ is missing: restore it with \`git checkout -- webui/static/build\`, or rebuild with \`make build\` (needs Node.js)"; exit 1
 
 # Browser tests use Debian's Chromium (never a downloaded browser). Installed here
 # when we may (root with apt-get); otherwise the browser tests skip loudly, or fail
@@ -81,13 +117,24 @@ vectors: $(PY_STAMP)
 docs: $(PY_STAMP)
 	$(BIN)/python -m secretlink.settings > docs/SETTINGS.md
 
-# One-file build: every Python dependency and the web assets in a zipapp for the
-# Python version and platform it was built on (see README).
-dist: dist/secretlink.pyz
+# The release files: an sdist and a wheel built from it (both carry the committed page
+# bundles), and the one-file build: every Python dependency and the web assets in a
+# zipapp for the Python version and platform it was built on (see README).
+dist: dist/.packages dist/secretlink.pyz
+
+PACKAGE_FILES := pyproject.toml MANIFEST.in README.md package.json package-lock.json webui/build.mjs \
+	$(shell find secretlink webui/templates webui/static webui/src crypto/secretlink.js -type f -not -name '*.pyc')
+
+dist/.packages: $(PY_STAMP) $(BUNDLES) $(PACKAGE_FILES)
+	mkdir -p dist
+	rm -f dist/secretlink-*.whl dist/secretlink-*.tar.gz
+	$(BIN)/python -m build --quiet --outdir dist .
+	touch $@
 
 dist/secretlink.pyz: $(PY_STAMP) $(BUNDLES) pyproject.toml $(shell find secretlink webui/templates webui/static -type f -not -name '*.pyc')
 	mkdir -p dist
 	$(BIN)/shiv --quiet --compressed --reproducible -c secretlink -p '/usr/bin/env python3' -o $@ .
 
+# Leaves the committed page bundles alone.
 clean:
-	rm -rf $(VENV) node_modules webui/static/build dist build .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules dist build .pytest_cache .ruff_cache

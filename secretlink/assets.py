@@ -1,17 +1,43 @@
-"""Static assets referenced with Subresource Integrity and a content-hashed URL."""
+"""Static assets referenced with Subresource Integrity and a content-hashed URL.
+
+The page scripts in static/build/ are committed and ship in every sdist, wheel and
+zipapp, so an install needs no Node.js. `python -m secretlink.assets` prints their
+SHA-256 and SRI hashes, in the format of `node webui/build.mjs --check`, so a
+release's files can be set against a rebuild from source (README.md).
+"""
 
 import base64
 import hashlib
+import sys
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 from flask import Flask, url_for
 
+# The installed webui package (webui/ in a checkout): where app.py serves from.
+WEBUI = Path(str(files("secretlink.webui")))
 REQUIRED = ("style.css", "build/home.js", "build/inbox.js", "build/send.js", "build/pow-worker.js")
+REQUIRED_TEMPLATES = ("base.html", "error.html", "home.html", "inbox.html", "send.html")
 
 
 class MissingAssetError(RuntimeError):
-    """A page needs a built asset that is not there (run `make build`)."""
+    """A page needs an asset that this install lacks: the install is broken."""
+
+
+def check_installed(webui: Path = WEBUI) -> None:
+    """Raise MissingAssetError naming the first missing page file or script.
+
+    `secretlink serve` calls this once before any worker starts, so a broken install
+    stops with one line instead of every worker dying at start."""
+    wanted = [webui / "static" / name for name in REQUIRED]
+    wanted += [webui / "templates" / name for name in REQUIRED_TEMPLATES]
+    for path in wanted:
+        if not path.is_file() or path.stat().st_size == 0:
+            raise MissingAssetError(
+                f"this secretlink install is incomplete: {path} is missing or empty; "
+                "reinstall secretlink (in a checkout, `git checkout -- webui` restores it)"
+            )
 
 
 @dataclass(frozen=True)
@@ -35,13 +61,30 @@ def install(app: Flask) -> None:
             return cache[name]
         path = static / name
         if not path.is_file():
-            raise MissingAssetError(f"{path} is missing; build the page scripts with `make build`")
+            raise MissingAssetError(f"{path} is missing: this secretlink install is incomplete")
         integrity, version = _digest(path)
         cache[name] = Asset(url_for("static", filename=name, v=version), integrity)
         return cache[name]
 
     app.jinja_env.globals["asset"] = asset
-    # Fail at start-up, not on the first page view, when the bundles were not built.
-    for name in REQUIRED:
-        if not (static / name).is_file():
-            raise MissingAssetError(f"{static / name} is missing; build it with `make build`")
+    # Fail when the app is made, not on the first page view (`serve` checked already).
+    check_installed(static.parent)
+
+
+def script_hashes(webui: Path = WEBUI) -> list[str]:
+    """One line per shipped page script: its SHA-256, its SRI hash and its name."""
+    lines = []
+    for path in sorted((webui / "static" / "build").glob("*.js")):
+        data = path.read_bytes()
+        sha256 = hashlib.sha256(data).hexdigest()
+        sha384 = base64.b64encode(hashlib.sha384(data).digest()).decode()
+        lines.append(f"sha256:{sha256}  sha384-{sha384}  build/{path.name}")
+    return lines
+
+
+if __name__ == "__main__":
+    try:
+        check_installed()
+    except MissingAssetError as exc:
+        sys.exit(str(exc))
+    print("\n".join(script_hashes()))

@@ -165,8 +165,13 @@ def main() -> None:
 def serve(self_signed: bool, **overrides) -> None:
     """Run the service with gunicorn (configured by SECRETLINK_* variables)."""
     from secretlink import tls
+    from secretlink.assets import MissingAssetError, check_installed
     from secretlink.server import serve as run_server
 
+    try:
+        check_installed()  # once, here: a broken install must not crash-loop the workers
+    except MissingAssetError as exc:
+        fail(str(exc))
     given = {name: value for name, value in overrides.items() if value is not None}
     settings = replace(Settings.from_env(), **given).validated()
     if self_signed:
