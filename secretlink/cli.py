@@ -256,6 +256,10 @@ def keygen(key_file: str, server: str | None) -> None:
     keypair = generate_keypair()
     text = dump_key_file(KeyFile(keypair, normalize_server(server) if server else None))
     try:
+        load_key_file(text)  # a server no key-file reader would take back is refused now
+    except SecretlinkCryptoError as exc:
+        fail(f"cannot use --server {server}: {exc}")
+    try:
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         fail(f"{key_file} already exists; refusing to overwrite a key")

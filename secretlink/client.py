@@ -12,15 +12,15 @@ from urllib.parse import quote, unquote, urlsplit
 import requests
 
 from secretlink.crypto import (
+    AuthError,
     InvalidKeyError,
-    b64decode,
     b64encode,
     decode_public_key,
     seal,
 )
 from secretlink.crypto.keys import KeyPair
 from secretlink.crypto.pow import solve
-from secretlink.crypto.proof import prove
+from secretlink.crypto.proof import prove_challenge
 from secretlink.settings import canonical_origin
 
 TIMEOUT = 30
@@ -178,14 +178,8 @@ class InboxClient:
                 "POST", "/api/v1/auth/challenge", json={"public_key": self.keypair.public_key_text}
             )
             try:
-                mac = prove(
-                    self.keypair.secret_key,
-                    b64decode(challenge["server_key"]),
-                    b64decode(challenge["nonce"]),
-                    int(challenge["expires_at"]),
-                    self.api.server,
-                )
-            except (KeyError, TypeError, ValueError, InvalidKeyError):
+                mac = prove_challenge(self.keypair.secret_key, challenge, self.api.server)
+            except (InvalidKeyError, AuthError):
                 raise ClientError("the server sent a malformed challenge") from None
             answer = self.api.call(
                 "POST",
