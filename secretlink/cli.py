@@ -270,6 +270,15 @@ def keygen(key_file: str, server: str | None) -> None:
     click.echo(keypair.public_key_text)
 
 
+def strip_one_line_ending(text: str) -> str:
+    """Drop the one line ending that `echo`, a here-string or an editor puts after the
+    last line; anything before it (more blank lines, trailing spaces) is the sender's."""
+    for ending in ("\r\n", "\n", "\r"):
+        if text.endswith(ending):
+            return text[: -len(ending)]
+    return text
+
+
 @main.command()
 @click.argument("link")
 @click.argument("text", required=False)
@@ -283,9 +292,10 @@ def send(link: str, text: str | None) -> None:
     if text is None:
         if sys.stdin.isatty():
             click.echo("Type the message; end it with Ctrl-D.", err=True)
-        text = sys.stdin.read().rstrip("\r\n")
+        text = strip_one_line_ending(sys.stdin.read())
     if not text.strip():
-        fail("the message is empty; nothing was sent")
+        # The envelope could carry it (SPEC 5.2), but sending nothing is a mistake.
+        fail("the message is empty or only white space; nothing was sent")
     if len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
         fail(f"the message is longer than {MAX_TEXT_BYTES} bytes; nothing was sent")
     send_message(target, text)

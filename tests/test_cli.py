@@ -391,3 +391,18 @@ def test_links_with_a_path_prefix_or_user_are_refused(link, expected):
 def test_a_link_s_query_and_fragment_are_ignored(link, live_server, key_file):
     assert run("send", link + "?utm_source=chat#top", "through a decorated link").exit_code == 0
     assert [m["text"] for m in read_json(live_server.url, key_file)] == ["through a decorated link"]
+
+
+def test_send_strips_one_line_ending_from_standard_input(link, live_server, key_file):
+    for stdin in ("two endings\n\n", "crlf\r\n", "spaces kept  \n", "no ending"):
+        assert run("send", link, stdin=stdin).exit_code == 0
+    assert run("send", link, " argument kept as given\n").exit_code == 0
+    assert_fails_cleanly(run("send", link, stdin=" \t\n"), "empty or only white space")
+    texts = [m["text"] for m in read_json(live_server.url, key_file)]
+    assert texts == [
+        " argument kept as given\n",
+        "no ending",
+        "spaces kept  ",
+        "crlf",
+        "two endings\n",
+    ]
