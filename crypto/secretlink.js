@@ -297,7 +297,7 @@ export function openEnvelope(envelope, secretKey) {
 
 export const KEY_FILE_FORMAT = "secretlink-key";
 export const KEY_FILE_VERSION = 1;
-const MAX_KEY_FILE_BYTES = 4096;
+export const MAX_KEY_FILE_BYTES = 4096;
 
 export function dumpKeyFile({ secretKey, publicKey, server }) {
   const document = {
@@ -341,12 +341,22 @@ function repeatedMemberName(text) {
   return null;
 }
 
-export function loadKeyFile(text) {
-  if (typeof text !== "string" || !text.isWellFormed()) {
+// `content` is the file's bytes (a Uint8Array, as read from disk) or its text.
+export function loadKeyFile(content) {
+  const bytes = content instanceof Uint8Array ? content : null;
+  if (bytes === null && (typeof content !== "string" || !content.isWellFormed())) {
     throw new KeyFileError("not a secretlink key file (not UTF-8 text)");
   }
-  if (encoder.encode(text).length > MAX_KEY_FILE_BYTES) {
+  if ((bytes ?? encoder.encode(content)).length > MAX_KEY_FILE_BYTES) {
     throw new KeyFileError("key file is too large to be a secretlink key file");
+  }
+  let text = content;
+  if (bytes !== null) {
+    try {
+      text = strictDecoder.decode(bytes); // keeps a byte-order mark: skipped just below
+    } catch {
+      throw new KeyFileError("not a secretlink key file (not UTF-8)");
+    }
   }
   // One byte-order mark is skipped (File.text() drops it too; a string may still have it).
   if (text.startsWith("\ufeff")) text = text.slice(1);

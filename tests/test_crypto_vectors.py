@@ -75,15 +75,17 @@ def test_base64_vectors(case):
             b64decode(case["text"])
 
 
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["text", "bytes"])
 @pytest.mark.parametrize("case", cases("key_file.json"), ids=ids("key_file.json"))
-def test_key_file_vectors(case):
+def test_key_file_vectors(case, as_bytes):
+    content = case["text"].encode() if as_bytes else case["text"]
     if case["expect"] == "ok":
-        key_file = load_key_file(case["text"])
+        key_file = load_key_file(content)
         assert key_file.keypair.public_key_text == case["public_key"]
         assert key_file.server == case["server"]
     else:
         with expect_error(case):
-            load_key_file(case["text"])
+            load_key_file(content)
 
 
 def auth_cases(check: str) -> list[dict]:

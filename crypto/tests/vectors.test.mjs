@@ -37,13 +37,22 @@ for (const c of cases("base64.json")) {
       assert.equal(Buffer.from(bytes).toString("hex"), c.bytes)));
 }
 
+// Each case as the text and as the file's UTF-8 bytes (what the inbox page reads).
 for (const c of cases("key_file.json")) {
-  test(`key file: ${c.desc}`, () =>
-    expectOutcome(c, () => sl.loadKeyFile(c.text), (keyFile) => {
-      assert.equal(sl.b64encode(keyFile.publicKey), c.public_key);
-      assert.equal(keyFile.server, c.server);
-    }));
+  for (const [form, content] of [["text", c.text], ["bytes", new TextEncoder().encode(c.text)]]) {
+    test(`key file (${form}): ${c.desc}`, () =>
+      expectOutcome(c, () => sl.loadKeyFile(content), (keyFile) => {
+        assert.equal(sl.b64encode(keyFile.publicKey), c.public_key);
+        assert.equal(keyFile.server, c.server);
+      }));
+  }
 }
+
+test("key file bytes that are not UTF-8 are refused", () => {
+  const bytes = new TextEncoder().encode(cases("key_file.json")[0].text.replace("}", ', "x": "?"}'));
+  bytes[bytes.length - 3] = 0xff;
+  assert.throws(() => sl.loadKeyFile(bytes), sl.KeyFileError);
+});
 
 for (const c of cases("seal.json")) {
   test(`seal: ${c.desc}`, () =>
