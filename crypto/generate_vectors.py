@@ -12,6 +12,7 @@ repeat them. Every valid envelope is confirmed with libsodium's crypto_box_seal_
 import argparse
 import base64
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -114,6 +115,25 @@ def envelope_cases() -> list[dict]:
             "with an extra field",
             text_payload("with an extra field") + field(0x80, b"later feature"),
         ),
+        # Texts a reader must return exactly as sent: no character dropped, replaced or
+        # normalized (a decoder that strips a leading byte-order mark fails the first).
+        valid("text starting with a byte-order mark (U+FEFF is kept)", "\ufeffhello"),
+        valid("text that is one byte-order mark", "\ufeff"),
+        valid("two byte-order marks, then text", "\ufeff\ufeffx"),
+        valid("text that is one NUL", "\x00"),
+        valid("NUL inside and at both ends", "\x00a\x00b\x00"),
+        valid("lone combining mark, not normalized", "\u0301"),
+        valid("decomposed and composed e-acute stay as sent", "e\u0301 \u00e9"),
+        valid("line and paragraph separators, CR LF", "a\u2028b\u2029c\r\nd\re"),
+        valid(
+            "noncharacters, U+FFFD and the largest scalar value",
+            "\ufffe\uffff\ufffd\U0010ffff\U0001fffe",
+        ),
+        valid("bidirectional controls", "\u202eabc\u202c\u2066d\u2069\u200f"),
+        valid(
+            "largest text v1 allows in 4-byte characters (16382 of them and 2 ASCII)",
+            "\U0001f510" * 16382 + "ab",
+        ),
         {
             "desc": "base64url with padding is not canonical",
             "secret_key": b64(RECIPIENT_SK),
@@ -127,6 +147,52 @@ def envelope_cases() -> list[dict]:
             "expect": "EncodingError",
         },
         invalid("empty envelope", "SizeError", b""),
+        # The order of section 5.7: one case for each pair of neighbouring checks that
+        # an input can break together, so that doing them in another order is caught.
+        invalid("secret key of 31 bytes", "DecryptError", good, secret_key=RECIPIENT_SK[:31]),
+        invalid("secret key of 33 bytes", "DecryptError", good, secret_key=RECIPIENT_SK + b"\x00"),
+        invalid(
+            "secret key of 31 bytes and an empty envelope (step 1 before step 2)",
+            "DecryptError",
+            b"",
+            secret_key=RECIPIENT_SK[:31],
+        ),
+        invalid(
+            "secret key of 31 bytes and outer version 2 (step 1 before step 3)",
+            "DecryptError",
+            b"\x02" + good[1:],
+            secret_key=RECIPIENT_SK[:31],
+        ),
+        invalid(
+            "outer version 2 and a wrong length (step 3 before step 4)",
+            "VersionError",
+            b"\x02" + good[1:-1],
+        ),
+        invalid("outer version 2 and nothing else (step 3 before step 4)", "VersionError", b"\x02"),
+        invalid(
+            "wrong length and a low-order ephemeral key (step 4 before step 5)",
+            "SizeError",
+            (good[:1] + low_order + good[33:])[:-1],
+        ),
+        invalid(
+            "low-order ephemeral key and another secret key (step 5 before step 6)",
+            "InvalidKeyError",
+            good[:1] + low_order + good[33:],
+            secret_key=OTHER_SK,
+        ),
+        invalid(
+            "sealed version 2 and padding without marker (step 7 before step 8)",
+            "VersionError",
+            sealed_inner("inner version no marker", b"\x02" + text_payload("hi").ljust(256, b"\0")),
+        ),
+        invalid(
+            "padded to a larger bucket and an unknown critical field (step 8 before step 9)",
+            "PaddingError",
+            sealed_inner(
+                "big bucket critical",
+                b"\x01" + sodium_pad(text_payload("hi") + field(0x02, b"x"), 512),
+            ),
+        ),
         invalid("unknown outer version 2", "VersionError", b"\x02" + good[1:]),
         invalid("outer version 0", "VersionError", b"\x00" + good[1:]),
         invalid(
@@ -212,6 +278,58 @@ def envelope_cases() -> list[dict]:
         ),
     ]
     return cases
+
+
+def seal_cases() -> list[dict]:
+    """Writer direction (section 5.6): what seal() must make of a text, or refuse."""
+    pk = b64(RECIPIENT_PK)
+
+    def case(desc: str, text: str, expect: str, public_key: str = pk) -> dict:
+        out = {"desc": desc, "public_key": public_key, "text": text, "expect": expect}
+        if expect == "ok":
+            size = len(text_payload(text))
+            bucket = next(b for b in (256 << i for i in range(9)) if size < b)
+            out |= {"secret_key": b64(RECIPIENT_SK), "envelope_length": 50 + bucket}
+        return out
+
+    emoji = "\U0001f510"  # 4 bytes in UTF-8, 2 units in UTF-16
+    return [
+        case("short ASCII text", "hello", "ok"),
+        case("empty text", "", "ok"),
+        case("text starting with a byte-order mark", "\ufeffhello", "ok"),
+        case("NUL, controls, U+2028 and a lone combining mark", "\x00\x1b[2J\u2028\u0301", "ok"),
+        case("250 bytes of text: 256-byte bucket", "x" * 250, "ok"),
+        case("251 bytes of text: 512-byte bucket", "x" * 251, "ok"),
+        case("65530 bytes of text: the largest", "m" * 65530, "ok"),
+        case("65530 bytes in 4-byte characters", emoji * 16382 + "ab", "ok"),
+        case("65531 bytes of text: one too many", "m" * 65531, "SizeError"),
+        # 32766 characters, 65532 bytes: a writer that counts characters lets it pass.
+        case("65532 bytes in 2-byte characters", "\u00e9" * 32766, "SizeError"),
+        # 32766 UTF-16 units, 65532 bytes: one that counts UTF-16 units lets it pass.
+        case("65532 bytes in 4-byte characters", emoji * 16383, "SizeError"),
+        case("lone high surrogate", "bad \ud800 text", "PayloadError"),
+        case("lone low surrogate at the end", "bad text \udfff", "PayloadError"),
+        case("surrogates in the wrong order", "\udc00\ud800", "PayloadError"),
+        # The order of section 5.6: key, then encoding, then size.
+        case(
+            "lone surrogate in a text over the limit (step 2 before step 3)",
+            "\ud800" + "m" * 65531,
+            "PayloadError",
+        ),
+        case("low-order public key", "hello", "InvalidKeyError", b64(bytes(32))),
+        case(
+            "low-order public key and a lone surrogate (step 1 before step 2)",
+            "\ud800",
+            "InvalidKeyError",
+            b64(bytes(32)),
+        ),
+        case(
+            "public key with the top bit set",
+            "hello",
+            "InvalidKeyError",
+            b64(RECIPIENT_PK[:31] + bytes([RECIPIENT_PK[31] | 0x80])),
+        ),
+    ]
 
 
 def public_key_cases() -> list[dict]:
@@ -349,6 +467,134 @@ def key_file_cases() -> list[dict]:
         {"desc": "server is not a string", "text": doc(server=5), "expect": "KeyFileError"},
         {"desc": "not JSON", "text": "-----BEGIN PRIVATE KEY-----", "expect": "KeyFileError"},
         {"desc": "a JSON array", "text": "[]", "expect": "KeyFileError"},
+        *strict_json_key_file_cases(doc, pk),
+        *server_key_file_cases(doc, pk),
+        *size_key_file_cases(doc, pk),
+    ]
+
+
+def strict_json_key_file_cases(doc, pk: str) -> list[dict]:
+    """Section 6, rule 2: what counts as JSON (RFC 8259 strictly, and one BOM)."""
+    ok = {"expect": "ok", "public_key": pk, "server": None}
+    return [
+        {"desc": "starts with a byte-order mark (skipped)", "text": "\ufeff" + doc()} | ok,
+        {"desc": "two byte-order marks", "text": "\ufeff\ufeff" + doc(), "expect": "KeyFileError"},
+        {
+            "desc": "version written 1.0 (the number 1)",
+            "text": doc().replace('"version": 1,', '"version": 1.0,'),
+        }
+        | ok,
+        {
+            "desc": "version written 1e0 (the number 1)",
+            "text": doc().replace('"version": 1,', '"version": 1e0,'),
+        }
+        | ok,
+        {"desc": "version 1.5", "text": doc(version=1.5), "expect": "KeyFileError"},
+        {
+            "desc": "NaN in an unknown member (not JSON)",
+            "text": doc().replace("{", '{"comment": NaN, ', 1),
+            "expect": "KeyFileError",
+        },
+        {
+            "desc": "Infinity as the version (not JSON)",
+            "text": doc().replace('"version": 1,', '"version": Infinity,'),
+            "expect": "KeyFileError",
+        },
+        {
+            "desc": "public_key twice with the same value",
+            "text": doc().replace("{", f'{{"public_key": "{pk}", ', 1),
+            "expect": "KeyFileError",
+        },
+        {
+            "desc": "server twice",
+            "text": doc(server="https://secretlink.example").replace(
+                "{", '{"server": "https://evil.example", ', 1
+            ),
+            "expect": "KeyFileError",
+        },
+        {
+            "desc": "a name repeated with an escape (public\\u005fkey)",
+            "text": doc().replace("{", f'{{"public\\u005fkey": "{pk}", ', 1),
+            "expect": "KeyFileError",
+        },
+        {
+            "desc": "a name repeated inside an unknown member's object",
+            "text": doc().replace("{", '{"extra": {"a": 1, "a": 2}, ', 1),
+            "expect": "KeyFileError",
+        },
+        {
+            "desc": "equal names in different objects are fine",
+            "text": doc().replace("{", '{"extra": [{"a": 1}, {"a": 2}], "a": 3, ', 1),
+        }
+        | ok,
+        {"desc": "a lone surrogate escape in an unknown member", "text": doc(comment="\ud800")}
+        | ok,
+    ]
+
+
+def server_key_file_cases(doc, pk: str) -> list[dict]:
+    """Section 6, rule 9: `server` is an origin as section 7.5 writes it, or absent."""
+    cases = [
+        {"desc": "server null means none", "text": doc(server=None), "server": None},
+        {"desc": "empty server means none", "text": doc(server=""), "server": None},
+    ]
+    for origin in ("http://127.0.0.1:8000", "https://[2001:db8::1]", "http://xn--fa-hia.example"):
+        cases.append({"desc": f"server {origin}", "text": doc(server=origin), "server": origin})
+    cases = [c | {"expect": "ok", "public_key": pk} for c in cases]
+    for desc, server in [
+        ("with a path", "https://secretlink.example/inbox"),
+        ("with a trailing slash", "https://secretlink.example/"),
+        ("with a query", "https://secretlink.example?x=1"),
+        ("with a fragment", "https://secretlink.example#x"),
+        ("with user information", "https://user@secretlink.example"),
+        ("with an upper-case host", "https://Secretlink.example"),
+        ("with an upper-case scheme", "HTTPS://secretlink.example"),
+        ("with the default port", "https://secretlink.example:443"),
+        ("with port 0", "http://secretlink.example:0"),
+        ("with port 65536", "http://secretlink.example:65536"),
+        ("with a non-ASCII host", "https://fa\u00df.example"),
+        ("not http or https", "ftp://secretlink.example"),
+        ("not a URL", "secretlink.example"),
+    ]:
+        cases.append(
+            {"desc": f"server {desc}", "text": doc(server=server), "expect": "KeyFileError"}
+        )
+    return cases
+
+
+def size_key_file_cases(doc, pk: str) -> list[dict]:
+    """Section 6, rule 1: at most 4096 bytes of UTF-8, counted before anything else."""
+
+    def padded(total: int, wide: bool = False) -> str:
+        """A valid key file of `total` bytes: an unknown member filled with x, or with
+        the 2-byte character U+00E9 (then fewer characters than bytes)."""
+        base = doc(comment="")
+        room = total - len(base.encode())
+        filler = "\u00e9" * (room // 2) + "x" * (room % 2) if wide else "x" * room
+        text = base.replace('"comment": ""', f'"comment": "{filler}"')
+        assert len(text.encode()) == total
+        return text
+
+    ok = {"expect": "ok", "public_key": pk, "server": None}
+    return [
+        {"desc": "exactly 4096 bytes", "text": padded(4096)} | ok,
+        {"desc": "4097 bytes", "text": padded(4097), "expect": "KeyFileError"},
+        # Fewer than 4096 characters, more than 4096 bytes: the limit counts bytes.
+        {
+            "desc": "4097 bytes in fewer than 4096 characters",
+            "text": padded(4097, wide=True),
+            "expect": "KeyFileError",
+        },
+        {
+            "desc": "4096 bytes with a byte-order mark (the mark counts)",
+            "text": "\ufeff" + padded(4093),
+        }
+        | ok,
+        {
+            "desc": "4097 bytes with a byte-order mark (the mark counts)",
+            "text": "\ufeff" + padded(4094),
+            "expect": "KeyFileError",
+        },
     ]
 
 
@@ -402,8 +648,74 @@ def auth_cases() -> list[dict]:
             "mac": b64(bytes([b64d(base["mac"])[0] ^ 1]) + b64d(base["mac"])[1:]),
             "expect": "AuthError",
         },
+        base
+        | {
+            "desc": "answer checked with a nonce of 31 bytes",
+            "nonce": b64(nonce[:31]),
+            "expect": "AuthError",
+        },
     ]
-    return cases
+    return cases + challenge_cases(base)
+
+
+def challenge_cases(base: dict) -> list[dict]:
+    """`check: prove`: answering the challenge as sent (section 7.3) must be refused."""
+    nonce = b64d(base["nonce"])
+    prove_only = {"check": "prove", "expect": "AuthError"}
+    cases = [
+        ("nonce of 31 bytes", {"nonce": b64(nonce[:31])}),
+        ("nonce of 33 bytes", {"nonce": b64(nonce + b"\x00")}),
+        ("nonce in padded base64", {"nonce": base["nonce"] + "="}),
+        ("nonce with non-zero unused bits", {"nonce": base["nonce"][:-1] + "B"}),
+        ("nonce in the standard alphabet", {"nonce": "+" + base["nonce"][1:]}),
+        ("secret key of 31 bytes", {"secret_key": b64(RECIPIENT_SK[:31])}),
+        ("expires_at as a string", {"expires_at": str(base["expires_at"])}),
+        ("expires_at with a fraction", {"expires_at": base["expires_at"] + 0.5}),
+        ("expires_at negative", {"expires_at": -1}),
+        ("expires_at of 2^53", {"expires_at": 2**53}),
+        ("expires_at true", {"expires_at": True}),
+        ("expires_at missing", {"expires_at": None}),
+        ("origin with a non-ASCII character", {"origin": "https://fa\u00df.example"}),
+        ("origin with a control character", {"origin": "https://a.example\n"}),
+    ]
+    out = [base | {"desc": f"challenge: {desc}"} | changes | prove_only for desc, changes in cases]
+    out += [
+        base
+        | {"desc": "challenge: server key of low order", "server_key": b64(bytes(32))}
+        | prove_only
+        | {"expect": "InvalidKeyError"},
+        base
+        | {"desc": "challenge: server key of 31 bytes", "server_key": base["server_key"][:-1]}
+        | prove_only
+        | {"expect": "InvalidKeyError"},
+        # Section 7.3's order: the server key is checked before the secret key.
+        base
+        | {
+            "desc": "challenge: low-order server key and a 31-byte secret key",
+            "server_key": b64(bytes(32)),
+            "secret_key": b64(RECIPIENT_SK[:31]),
+        }
+        | prove_only
+        | {"expect": "InvalidKeyError"},
+        base
+        | {
+            "desc": "challenge: expires_at 1795000000.0 is the whole number 1795000000",
+            "expires_at": float(base["expires_at"]),
+            "check": "prove",
+        },
+        base
+        | {
+            "desc": "challenge: the largest expires_at, 2^53 - 1",
+            "expires_at": 2**53 - 1,
+            "mac": b64(
+                proof.prove(
+                    RECIPIENT_SK, b64d(base["server_key"]), nonce, 2**53 - 1, base["origin"]
+                )
+            ),
+            "check": "prove",
+        },
+    ]
+    return out
 
 
 def b64d(text: str) -> bytes:
@@ -414,6 +726,11 @@ FILES = {
     "envelope.json": (
         "Decrypt direction: open `envelope` with `secret_key`; `ok` gives `text`.",
         envelope_cases,
+    ),
+    "seal.json": (
+        "Encrypt direction: seal(text, public_key) gives an envelope of `envelope_length` "
+        "bytes that opens with `secret_key` to `text`, or raises `expect`.",
+        seal_cases,
     ),
     "public_key.json": ("Parse `text` as a public key (as in a link).", public_key_cases),
     "base64.json": (
@@ -433,7 +750,9 @@ FILES = {
 def render(name: str) -> str:
     about, build = FILES[name]
     document = {"spec": "secretlink v1, crypto/SPEC.md", "about": about, "cases": build()}
-    return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+    text = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+    # A lone surrogate (a writer case) has no UTF-8 form: JSON writes it as an escape.
+    return re.sub("[\ud800-\udfff]", lambda m: f"\\u{ord(m[0]):04x}", text)
 
 
 def main() -> int:

@@ -20,7 +20,9 @@ export const OVERHEAD = 1 + SEAL_BYTES + 1;
 export const MAX_ENVELOPE = OVERHEAD + MAX_PADDED;
 
 const encoder = new TextEncoder();
-const strictDecoder = new TextDecoder("utf-8", { fatal: true });
+// fatal: refuse ill-formed UTF-8 instead of replacing it with U+FFFD. ignoreBOM: keep a
+// leading U+FEFF, which is part of the sender's text (the default would drop it).
+const strictDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 // ---- errors: the names match the Python classes and the vectors' `expect` ----
 
@@ -295,7 +297,7 @@ export function openEnvelope(envelope, secretKey) {
 
 export const KEY_FILE_FORMAT = "secretlink-key";
 export const KEY_FILE_VERSION = 1;
-const MAX_KEY_FILE_BYTES = 4096;
+export const MAX_KEY_FILE_BYTES = 4096;
 
 export function dumpKeyFile({ secretKey, publicKey, server }) {
   const document = {
@@ -308,21 +310,71 @@ export function dumpKeyFile({ secretKey, publicKey, server }) {
   return JSON.stringify(document, null, 2) + "\n";
 }
 
-export function loadKeyFile(text) {
-  if (typeof text !== "string" || encoder.encode(text).length > MAX_KEY_FILE_BYTES) {
+// An origin exactly as SPEC section 7.5 writes it: lower-case scheme and host (an
+// internationalized name in its xn-- form), no default port, nothing after.
+const ORIGIN = /^(https?):\/\/(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])(?::([1-9][0-9]{0,4}))?$/;
+const DEFAULT_PORTS = { http: 80, https: 443 };
+
+export function isOrigin(text) {
+  const match = typeof text === "string" ? ORIGIN.exec(text) : null;
+  if (match === null) return false;
+  const port = match[2] === undefined ? null : Number(match[2]);
+  return port === null || (port <= 65535 && port !== DEFAULT_PORTS[match[1]]);
+}
+
+// JSON.parse keeps the last of two members with the same name; a key file must not
+// have such a pair (one reader could take the first, another the last). The text is
+// valid JSON when this runs, so strings and punctuation are all it needs to see.
+function repeatedMemberName(text) {
+  const names = [];
+  let lastString = null;
+  for (const [token] of text.matchAll(/"(?:[^"\\]|\\.)*"|[{}[\]:]/g)) {
+    if (token === "{") names.push(new Set());
+    else if (token === "[") names.push(null);
+    else if (token === "}" || token === "]") names.pop();
+    else if (token === ":") {
+      const seen = names[names.length - 1];
+      if (seen.has(lastString)) return lastString;
+      seen.add(lastString);
+    } else lastString = JSON.parse(token);
+  }
+  return null;
+}
+
+// `content` is the file's bytes (a Uint8Array, as read from disk) or its text.
+export function loadKeyFile(content) {
+  const bytes = content instanceof Uint8Array ? content : null;
+  if (bytes === null && (typeof content !== "string" || !content.isWellFormed())) {
+    throw new KeyFileError("not a secretlink key file (not UTF-8 text)");
+  }
+  if ((bytes ?? encoder.encode(content)).length > MAX_KEY_FILE_BYTES) {
     throw new KeyFileError("key file is too large to be a secretlink key file");
   }
+  let text = content;
+  if (bytes !== null) {
+    try {
+      text = strictDecoder.decode(bytes); // keeps a byte-order mark: skipped just below
+    } catch {
+      throw new KeyFileError("not a secretlink key file (not UTF-8)");
+    }
+  }
+  // One byte-order mark is skipped (File.text() drops it too; a string may still have it).
+  if (text.startsWith("\ufeff")) text = text.slice(1);
   let document;
   try {
-    document = JSON.parse(text);
+    document = JSON.parse(text); // RFC 8259: NaN and Infinity are already refused
   } catch {
     throw new KeyFileError("not a secretlink key file (not JSON)");
+  }
+  if (repeatedMemberName(text) !== null) {
+    throw new KeyFileError("not a secretlink key file (an object has two members with the same name)");
   }
   if (document === null || typeof document !== "object" || Array.isArray(document) ||
       document.format !== KEY_FILE_FORMAT) {
     throw new KeyFileError("not a secretlink key file (format is not secretlink-key)");
   }
-  if (document.version !== KEY_FILE_VERSION) { // strict: true or "1" are refused
+  // The number 1, however written (1.0 is the same JSON number); never true or "1".
+  if (document.version !== KEY_FILE_VERSION) {
     throw new KeyFileError(`unsupported key file version ${JSON.stringify(document.version)}`);
   }
   let keyPair;
@@ -338,6 +390,10 @@ export function loadKeyFile(text) {
   }
   if (document.server !== undefined && document.server !== null && typeof document.server !== "string") {
     throw new KeyFileError("key file's server must be a string");
+  }
+  if (document.server && !isOrigin(document.server)) {
+    throw new KeyFileError("key file's server must be an origin such as https://host or " +
+      "http://host:8000 (lower case, no path, no default port)");
   }
   return { ...keyPair, server: document.server || null };
 }
@@ -358,7 +414,7 @@ export function authTranscript(publicKey, serverKey, nonce, expiresAt, origin) {
     throw new AuthError(`keys in the transcript must be ${KEY_BYTES} bytes`);
   }
   if (!Number.isSafeInteger(expiresAt) || expiresAt < 0) {
-    throw new AuthError("expiry must be a non-negative whole number of seconds");
+    throw new AuthError("expiry must be a whole number of seconds from 0 to 2^53 - 1");
   }
   const originBytes = encoder.encode(origin);
   const out = new Uint8Array(AUTH_PURPOSE.length + 1 + 96 + 8 + 2 + originBytes.length);
@@ -388,4 +444,22 @@ export function proveInbox(secretKey, serverKey, nonce, expiresAt, origin) {
     dkLen: 32,
     key: macKey,
   });
+}
+
+// The answer to a challenge as the server sent it (its JSON members, SPEC section 7.3):
+// `server_key` is a public-key text (InvalidKeyError), `nonce` canonical base64url
+// (AuthError; its length is checked with the transcript), `expires_at` a whole number
+// of seconds from 0 to 2^53 - 1 (AuthError, in authTranscript).
+export function proveChallenge(secretKey, challenge, origin) {
+  if (challenge === null || typeof challenge !== "object") {
+    throw new AuthError("the challenge is not a JSON object");
+  }
+  const serverKey = decodePublicKey(challenge.server_key);
+  let nonce;
+  try {
+    nonce = b64decode(challenge.nonce);
+  } catch {
+    throw new AuthError("the challenge's nonce is not canonical base64url");
+  }
+  return proveInbox(secretKey, serverKey, nonce, challenge.expires_at, origin);
 }

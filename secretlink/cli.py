@@ -273,6 +273,10 @@ def keygen(key_file: str, server: str | None) -> None:
     keypair = generate_keypair()
     text = dump_key_file(KeyFile(keypair, normalize_server(server) if server else None))
     try:
+        load_key_file(text)  # a server no key-file reader would take back is refused now
+    except SecretlinkCryptoError as exc:
+        fail(f"cannot use --server {server}: {exc}")
+    try:
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         fail(f"{key_file} already exists; refusing to overwrite a key")
@@ -281,6 +285,15 @@ def keygen(key_file: str, server: str | None) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
     click.echo(keypair.public_key_text)
+
+
+def strip_one_line_ending(text: str) -> str:
+    """Drop the one line ending that `echo`, a here-string or an editor puts after the
+    last line; anything before it (more blank lines, trailing spaces) is the sender's."""
+    for ending in ("\r\n", "\n", "\r"):
+        if text.endswith(ending):
+            return text[: -len(ending)]
+    return text
 
 
 @main.command()
@@ -296,9 +309,10 @@ def send(link: str, text: str | None) -> None:
     if text is None:
         if sys.stdin.isatty():
             click.echo("Type the message; end it with Ctrl-D.", err=True)
-        text = sys.stdin.read().rstrip("\r\n")
+        text = strip_one_line_ending(sys.stdin.read())
     if not text.strip():
-        fail("the message is empty; nothing was sent")
+        # The envelope could carry it (SPEC 5.2), but sending nothing is a mistake.
+        fail("the message is empty or only white space; nothing was sent")
     if len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
         fail(f"the message is longer than {MAX_TEXT_BYTES} bytes; nothing was sent")
     send_message(target, text)

@@ -12,15 +12,15 @@ from urllib.parse import quote, unquote, urlsplit
 import requests
 
 from secretlink.crypto import (
+    AuthError,
     InvalidKeyError,
-    b64decode,
     b64encode,
     decode_public_key,
     seal,
 )
 from secretlink.crypto.keys import KeyPair
 from secretlink.crypto.pow import solve
-from secretlink.crypto.proof import prove
+from secretlink.crypto.proof import prove_challenge
 from secretlink.settings import canonical_origin
 
 TIMEOUT = 30
@@ -67,12 +67,15 @@ def _origin(url: str) -> str | None:
 
 
 def parse_link(link: str) -> Link:
+    """A sender link, SPEC 4.4: exactly <origin>/to/<key>; a query or fragment is ignored."""
     origin = _origin(link)
-    segments = urlsplit(link.strip()).path.rstrip("/").split("/") if origin else []
-    if origin is None or len(segments) < 3 or segments[-2] != "to":
+    parts = urlsplit(link.strip()) if origin else None
+    if parts is None or not parts.path.startswith("/to/") or parts.path.count("/") != 2:
         raise ClientError(f"not a secretlink link (expected https://HOST[:PORT]/to/KEY): {link}")
+    if parts.username is not None or parts.password is not None:
+        raise ClientError(f"a secretlink link has no user name or password before the host: {link}")
     try:
-        public_key = decode_public_key(unquote(segments[-1]))
+        public_key = decode_public_key(unquote(parts.path[len("/to/") :]))
     except InvalidKeyError as exc:
         raise ClientError(
             f"the key in this link is damaged ({exc}); ask for the link again"
@@ -178,14 +181,8 @@ class InboxClient:
                 "POST", "/api/v1/auth/challenge", json={"public_key": self.keypair.public_key_text}
             )
             try:
-                mac = prove(
-                    self.keypair.secret_key,
-                    b64decode(challenge["server_key"]),
-                    b64decode(challenge["nonce"]),
-                    int(challenge["expires_at"]),
-                    self.api.server,
-                )
-            except (KeyError, TypeError, ValueError, InvalidKeyError):
+                mac = prove_challenge(self.keypair.secret_key, challenge, self.api.server)
+            except (InvalidKeyError, AuthError):
                 raise ClientError("the server sent a malformed challenge") from None
             answer = self.api.call(
                 "POST",
@@ -196,17 +193,19 @@ class InboxClient:
         return self._token
 
     def register(self, prompt: str) -> dict:
-        """Register (or update) the inbox; the link returned must carry our own key."""
+        """Register (or update) the inbox; the link returned must be exactly our own."""
         data = self.api.call("PUT", self.base, json={"prompt": prompt}, token=self.token())
-        # A server that swapped in a key of its own would read what senders send.
-        try:
-            link = parse_link(data["link"])
-        except (KeyError, TypeError, ClientError):
-            raise ClientError(
-                "the server returned no usable link; do not use this server"
-            ) from None
-        if link.public_key != self.keypair.public_key:
-            raise ClientError("the server returned a link with another key; do not use this server")
+        # SPEC 4.4: the link must be the origin we proved the key to and our own key. A
+        # server that swapped in a key of its own would read what senders send.
+        expected = f"{self.api.server}/to/{self.keypair.public_key_text}"
+        link = data.get("link") if isinstance(data, dict) else None
+        if link != expected:
+            try:
+                other_key = parse_link(link).public_key != self.keypair.public_key
+            except (TypeError, AttributeError, ClientError):
+                other_key = False
+            what = "a link to another key" if other_key else "a link that is not this inbox's own"
+            raise ClientError(f"the server returned {what}; do not use this server")
         return data
 
     def messages(self) -> Iterator[CipherMessage]:

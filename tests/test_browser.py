@@ -308,3 +308,34 @@ def test_hostile_messages_and_prompt_are_shown_as_text(browser, live_server, tmp
     assert sender.locator("img, svg, iframe, #evil").count() == 0
     assert reader.evaluate("window.__pwned") is None
     assert reader.locator("body").is_visible()
+
+
+@pytest.mark.parametrize(
+    "rewrite",
+    [
+        pytest.param(lambda link: link[:-43] + generate_keypair().public_key_text, id="other-key"),
+        pytest.param(lambda link: link.replace("/to/", "/prefix/to/"), id="path-prefix"),
+        pytest.param(lambda link: "https://elsewhere.example/to/" + link[-43:], id="other-origin"),
+    ],
+)
+def test_start_page_refuses_a_link_that_is_not_its_own(browser, live_server, page_errors, rewrite):
+    """SPEC 4.4: the page checks the link the server answers with; a server (here a
+    rewriting route between page and server) that changes it gets no link shown."""
+    page = new_page(browser, page_errors)
+
+    def rewrite_link(route):
+        if route.request.method != "PUT":
+            route.continue_()
+            return
+        response = route.fetch()
+        data = response.json()
+        data["link"] = rewrite(data["link"])
+        route.fulfill(response=response, json=data)
+
+    page.route(re.compile(r".*/api/v1/inboxes/[A-Za-z0-9_-]{43}$"), rewrite_link)
+    page.goto(live_server.url + "/")
+    page.get_by_role("button", name="Create inbox").click()
+    page.get_by_role("status").filter(has_text="Do not use this server").wait_for()
+    assert page.locator("#created").is_hidden()
+    assert page.get_by_label("Your link").input_value() == ""
+    assert page.get_by_role("button", name="Download key file").is_hidden()

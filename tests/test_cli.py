@@ -295,3 +295,114 @@ def test_browser_key_files_create_and_read(make, live_server, tmp_path):
     assert result.stdout.strip() == f"{live_server.url}/to/{public_key}"
     assert run("send", result.stdout.strip(), "to a browser's key").exit_code == 0
     assert [m["text"] for m in read_json(live_server.url, str(path))] == ["to a browser's key"]
+
+
+# ---- the link the server returns (SPEC 4.4): a proxy that rewrites it ----
+
+
+class LinkRewritingProxy:
+    """A real HTTP proxy in front of the live server that passes everything through (Host
+    included, so the proof of possession is made for the proxy's origin) but changes the
+    `link` in the answer to PUT /api/v1/inboxes/<key> with `rewrite(link)`."""
+
+    def __init__(self, upstream: str, rewrite):
+        import http.server
+        import threading
+
+        import requests
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def relay(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "content-length"}
+                answer = requests.request(
+                    self.command, upstream + self.path, data=body, headers=headers, timeout=30
+                )
+                content = answer.content
+                if self.command == "PUT" and answer.ok:
+                    data = answer.json()
+                    data["link"] = rewrite(data["link"])
+                    content = json.dumps(data).encode()
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", answer.headers.get("Content-Type", ""))
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = do_PUT = do_DELETE = relay
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+OTHER_KEY = generate_keypair().public_key_text
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "expected"),
+    [
+        (lambda link: link, None),  # the proxy itself is honest: creating works
+        (lambda link: link.rsplit("/", 1)[0] + "/" + OTHER_KEY, "another key"),
+        (lambda link: link.replace("/to/", "/prefix/to/"), "not this inbox's own"),
+        (lambda link: link + "?ref=1", "not this inbox's own"),
+        (lambda link: link + "#x", "not this inbox's own"),
+        (lambda link: link + "/", "not this inbox's own"),
+        (lambda link: "https://elsewhere.example/to/" + link.rsplit("/", 1)[1], "not this inbox"),
+        (lambda link: None, "not this inbox's own"),
+    ],
+)
+def test_inbox_create_refuses_a_link_that_is_not_its_own(rewrite, expected, live_server, key_file):
+    proxy = LinkRewritingProxy(live_server.url, rewrite)
+    try:
+        result = run("inbox", "create", "--server", proxy.url, "--key-file", key_file)
+    finally:
+        proxy.close()
+    public_key = load_key_file(Path(key_file).read_bytes()).keypair.public_key_text
+    if expected is None:
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout.strip() == f"{proxy.url}/to/{public_key}"
+    else:
+        assert_fails_cleanly(result, expected, "do not use this server")
+        assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("link", "expected"),
+    [
+        (f"http://127.0.0.1:1/prefix/to/{A_KEY}", "not a secretlink link"),
+        (f"http://127.0.0.1:1//to/{A_KEY}", "not a secretlink link"),
+        (f"http://127.0.0.1:1/to/{A_KEY}/", "not a secretlink link"),
+        (f"http://127.0.0.1:1/to/{A_KEY}/x", "not a secretlink link"),
+        (f"http://user@127.0.0.1:1/to/{A_KEY}", "user name"),
+    ],
+)
+def test_links_with_a_path_prefix_or_user_are_refused(link, expected):
+    assert_fails_cleanly(run("send", link, "hello"), expected)
+
+
+def test_a_link_s_query_and_fragment_are_ignored(link, live_server, key_file):
+    assert run("send", link + "?utm_source=chat#top", "through a decorated link").exit_code == 0
+    assert [m["text"] for m in read_json(live_server.url, key_file)] == ["through a decorated link"]
+
+
+def test_send_strips_one_line_ending_from_standard_input(link, live_server, key_file):
+    for stdin in ("two endings\n\n", "crlf\r\n", "spaces kept  \n", "no ending"):
+        assert run("send", link, stdin=stdin).exit_code == 0
+    assert run("send", link, " argument kept as given\n").exit_code == 0
+    assert_fails_cleanly(run("send", link, stdin=" \t\n"), "empty or only white space")
+    texts = [m["text"] for m in read_json(live_server.url, key_file)]
+    assert texts == [
+        " argument kept as given\n",
+        "no ending",
+        "spaces kept  ",
+        "crlf",
+        "two endings\n",
+    ]

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 from conftest import IN_CI, ROOT
 
+from secretlink import crypto
 from secretlink.crypto import (
     DecryptError,
     b64decode,
@@ -20,7 +21,40 @@ from secretlink.crypto.envelope import MAX_TEXT_BYTES
 from secretlink.crypto.keyfile import KeyFile, dump_key_file, load_key_file
 from secretlink.crypto.proof import derive_ephemeral, prove, verify
 
-TEXTS = ["hello", "", "grüße ✉️ 🔐 שלום", "a\x00b", "x" * 251, "é" * (MAX_TEXT_BYTES // 2)]
+TEXTS = [
+    "hello",
+    "",
+    "grüße ✉️ 🔐 שלום",
+    "a\x00b",
+    "x" * 251,
+    "é" * (MAX_TEXT_BYTES // 2),
+    # Edge texts that must come out exactly as they went in, in both directions.
+    "\ufeffstarts with a byte-order mark",
+    "\ufeff",
+    "\x00",
+    "\u0301",
+    "e\u0301 \u00e9",
+    "a\u2028b\u2029c\r\n",
+    "\u202eabc\u2066\u200f",
+    "\ufffe\uffff\U0010ffff",
+    "\U0001f510" * 16382 + "ab",  # the largest text, in 4-byte characters
+]
+
+
+def test_edge_texts_are_refused_alike():
+    """Texts a writer must refuse: both implementations name the same class."""
+    keypair = generate_keypair()
+    texts = {
+        "lone \ud800 surrogate": "PayloadError",
+        "\udc00\ud800": "PayloadError",
+        "m" * (MAX_TEXT_BYTES + 1): "SizeError",
+        "\U0001f510" * 16383: "SizeError",
+    }
+    answers = js([{"op": "seal", "public_key": keypair.public_key_text, "text": t} for t in texts])
+    assert [a.get("error") for a in answers] == list(texts.values())
+    for text, expected in texts.items():
+        with pytest.raises(getattr(crypto, expected)):
+            seal(text, keypair.public_key)
 
 
 def js(requests: list[dict]) -> list[dict]:

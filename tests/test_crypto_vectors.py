@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from secretlink import crypto
-from secretlink.crypto import b64decode, b64encode, decode_public_key, open_envelope
+from secretlink.crypto import b64decode, b64encode, decode_public_key, open_envelope, seal
 from secretlink.crypto.keyfile import load_key_file
-from secretlink.crypto.proof import prove, verify
+from secretlink.crypto.proof import prove, prove_challenge, transcript, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "crypto" / "vectors"
@@ -43,6 +43,20 @@ def test_envelope_vectors(case):
             run()
 
 
+@pytest.mark.parametrize("case", cases("seal.json"), ids=ids("seal.json"))
+def test_seal_vectors(case):
+    def run():
+        return seal(case["text"], b64decode(case["public_key"]))
+
+    if case["expect"] == "ok":
+        envelope = run()
+        assert len(envelope) == case["envelope_length"]
+        assert open_envelope(envelope, b64decode(case["secret_key"])).text == case["text"]
+    else:
+        with expect_error(case):
+            run()
+
+
 @pytest.mark.parametrize("case", cases("public_key.json"), ids=ids("public_key.json"))
 def test_public_key_vectors(case):
     if case["expect"] == "ok":
@@ -61,18 +75,24 @@ def test_base64_vectors(case):
             b64decode(case["text"])
 
 
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["text", "bytes"])
 @pytest.mark.parametrize("case", cases("key_file.json"), ids=ids("key_file.json"))
-def test_key_file_vectors(case):
+def test_key_file_vectors(case, as_bytes):
+    content = case["text"].encode() if as_bytes else case["text"]
     if case["expect"] == "ok":
-        key_file = load_key_file(case["text"])
+        key_file = load_key_file(content)
         assert key_file.keypair.public_key_text == case["public_key"]
         assert key_file.server == case["server"]
     else:
         with expect_error(case):
-            load_key_file(case["text"])
+            load_key_file(content)
 
 
-@pytest.mark.parametrize("case", cases("auth.json"), ids=ids("auth.json"))
+def auth_cases(check: str) -> list[dict]:
+    return [case for case in cases("auth.json") if case.get("check", "both") == check]
+
+
+@pytest.mark.parametrize("case", auth_cases("both"), ids=[c["desc"] for c in auth_cases("both")])
 def test_auth_vectors(case):
     def field(name):
         return b64decode(case[name])
@@ -86,6 +106,14 @@ def test_auth_vectors(case):
             case["origin"],
         )
         assert b64encode(mac) == case["mac"]
+        built = transcript(
+            field("public_key"),
+            field("server_key"),
+            field("nonce"),
+            case["expires_at"],
+            case["origin"],
+        )
+        assert b64encode(built) == case["transcript"]
     public_key = b64decode(case.get("verify_public_key", case["public_key"]))
 
     def run():
@@ -100,6 +128,21 @@ def test_auth_vectors(case):
 
     if case["expect"] == "ok":
         run()
+    else:
+        with expect_error(case):
+            run()
+
+
+@pytest.mark.parametrize("case", auth_cases("prove"), ids=[c["desc"] for c in auth_cases("prove")])
+def test_challenge_vectors(case):
+    """The client's side: answer the challenge's JSON members as the server sent them."""
+    challenge = {name: case[name] for name in ("server_key", "nonce", "expires_at")}
+
+    def run():
+        return prove_challenge(b64decode(case["secret_key"]), challenge, case["origin"])
+
+    if case["expect"] == "ok":
+        assert b64encode(run()) == case["mac"]
     else:
         with expect_error(case):
             run()

@@ -31,6 +31,7 @@ from secretlink.crypto import (
     b64encode,
     decode_public_key,
     generate_keypair,
+    keyfile,
     open_envelope,
     seal,
 )
@@ -426,10 +427,15 @@ def test_load_key_file_raises_only_key_file_error(data):
 
 
 @FEWER
-@given(server=st.none() | st.text())
+@given(server=st.none() | st.text() | st.from_regex(keyfile._ORIGIN, fullmatch=True))
 def test_key_files_round_trip(server):
-    loaded = load_key_file(dump_key_file(KeyFile(KEYPAIR, server)))
-    assert loaded == KeyFile(KEYPAIR, server or None)
+    """Any origin round-trips; any other non-empty server is refused (SPEC 6, rule 9)."""
+    text = dump_key_file(KeyFile(KEYPAIR, server))
+    if server and not keyfile.is_origin(server):
+        with pytest.raises(KeyFileError):
+            load_key_file(text)
+        return
+    assert load_key_file(text) == KeyFile(KEYPAIR, server or None)
 
 
 # ---- the API: a client's mistake is a 4xx, never a 5xx ----

@@ -37,19 +37,45 @@ for (const c of cases("base64.json")) {
       assert.equal(Buffer.from(bytes).toString("hex"), c.bytes)));
 }
 
+// Each case as the text and as the file's UTF-8 bytes (what the inbox page reads).
 for (const c of cases("key_file.json")) {
-  test(`key file: ${c.desc}`, () =>
-    expectOutcome(c, () => sl.loadKeyFile(c.text), (keyFile) => {
-      assert.equal(sl.b64encode(keyFile.publicKey), c.public_key);
-      assert.equal(keyFile.server, c.server);
+  for (const [form, content] of [["text", c.text], ["bytes", new TextEncoder().encode(c.text)]]) {
+    test(`key file (${form}): ${c.desc}`, () =>
+      expectOutcome(c, () => sl.loadKeyFile(content), (keyFile) => {
+        assert.equal(sl.b64encode(keyFile.publicKey), c.public_key);
+        assert.equal(keyFile.server, c.server);
+      }));
+  }
+}
+
+test("key file bytes that are not UTF-8 are refused", () => {
+  const bytes = new TextEncoder().encode(cases("key_file.json")[0].text.replace("}", ', "x": "?"}'));
+  bytes[bytes.length - 3] = 0xff;
+  assert.throws(() => sl.loadKeyFile(bytes), sl.KeyFileError);
+});
+
+for (const c of cases("seal.json")) {
+  test(`seal: ${c.desc}`, () =>
+    expectOutcome(c, () => sl.seal(c.text, sl.b64decode(c.public_key)), (envelope) => {
+      assert.equal(envelope.length, c.envelope_length);
+      assert.equal(sl.openEnvelope(envelope, sl.b64decode(c.secret_key)).text, c.text);
     }));
 }
 
-for (const c of cases("auth.json").filter((c) => c.expect === "ok")) {
+// No verifier in JavaScript: the prove and transcript checks of the `ok` cases, and
+// every `check: prove` case (a challenge answered as the server sent it).
+for (const c of cases("auth.json").filter((c) => (c.check ?? "both") === "both" && c.expect === "ok")) {
   test(`auth: ${c.desc}`, () => {
     const args = [sl.b64decode(c.public_key), sl.b64decode(c.server_key), sl.b64decode(c.nonce), c.expires_at, c.origin];
     assert.equal(sl.b64encode(sl.authTranscript(...args)), c.transcript);
     const mac = sl.proveInbox(sl.b64decode(c.secret_key), ...args.slice(1));
     assert.equal(sl.b64encode(mac), c.mac);
   });
+}
+
+for (const c of cases("auth.json").filter((c) => c.check === "prove")) {
+  const challenge = { server_key: c.server_key, nonce: c.nonce, expires_at: c.expires_at };
+  test(`auth: ${c.desc}`, () =>
+    expectOutcome(c, () => sl.proveChallenge(sl.b64decode(c.secret_key), challenge, c.origin),
+      (mac) => assert.equal(sl.b64encode(mac), c.mac)));
 }

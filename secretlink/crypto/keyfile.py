@@ -10,6 +10,7 @@ The public key is stored for the reader's convenience and must match the secret 
 """
 
 import json
+import re
 from dataclasses import dataclass
 
 from secretlink.crypto.b64 import b64decode, b64encode
@@ -39,20 +40,66 @@ def dump_key_file(key_file: KeyFile) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
-def load_key_file(data: bytes | str) -> KeyFile:
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    if len(data) > MAX_KEY_FILE_BYTES:
-        raise KeyFileError("key file is too large to be a secretlink key file")
+# An origin exactly as section 7.5 of crypto/SPEC.md writes it: lower-case scheme and
+# host (an internationalized name in its xn-- form), no default port, nothing after.
+_ORIGIN = re.compile(
+    r"(?P<scheme>https?)://"
+    r"(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])"
+    r"(?::(?P<port>[1-9][0-9]{0,4}))?"
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def is_origin(text: str) -> bool:
+    """Whether `text` is an origin in its canonical form (the key file's `server`)."""
+    match = _ORIGIN.fullmatch(text)
+    if match is None:
+        return False
+    port = match["port"]
+    return port is None or (int(port) <= 65535 and int(port) != _DEFAULT_PORTS[match["scheme"]])
+
+
+class _NotStrictJson(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> None:
+    raise _NotStrictJson(f"{name} is not a JSON value")
+
+
+def _unique_members(pairs: list[tuple[str, object]]) -> dict:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise _NotStrictJson("an object has two members with the same name")
+    return document
+
+
+def _parse(data: bytes) -> object:
+    """Strict RFC 8259: no NaN or Infinity, no repeated member names. One UTF-8
+    byte-order mark is skipped, as browsers' File.text() does."""
     try:
-        # A byte-order mark is tolerated, as browsers' File.text() drops it too.
-        document = json.loads(data.decode("utf-8-sig"))
+        return json.loads(
+            data.decode("utf-8-sig"),
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_unique_members,
+        )
+    except _NotStrictJson as exc:
+        raise KeyFileError(f"not a secretlink key file ({exc})") from None
     except (UnicodeDecodeError, ValueError, RecursionError):
         # RecursionError: deeply nested JSON fits in a few kilobytes.
         raise KeyFileError("not a secretlink key file (not JSON)") from None
+
+
+def load_key_file(data: bytes | str) -> KeyFile:
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")  # a lone surrogate then fails to decode
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise KeyFileError("key file is too large to be a secretlink key file")
+    document = _parse(data)
     if not isinstance(document, dict) or document.get("format") != KEY_FILE_FORMAT:
         raise KeyFileError("not a secretlink key file (format is not secretlink-key)")
     version = document.get("version")
+    # The number 1, however written (1.0 is the same JSON number); never true or "1".
     if isinstance(version, bool) or version != KEY_FILE_VERSION:
         raise KeyFileError(f"unsupported key file version {document.get('version')!r}")
     try:
@@ -65,4 +112,9 @@ def load_key_file(data: bytes | str) -> KeyFile:
     server = document.get("server")
     if server is not None and not isinstance(server, str):
         raise KeyFileError("key file's server must be a string")
+    if server and not is_origin(server):
+        raise KeyFileError(
+            "key file's server must be an origin such as https://host or http://host:8000 "
+            "(lower case, no path, no default port)"
+        )
     return KeyFile(keypair, server or None)

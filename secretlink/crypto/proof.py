@@ -12,8 +12,9 @@ from nacl.encoding import RawEncoder
 from nacl.exceptions import CryptoError
 from nacl.hash import blake2b
 
-from secretlink.crypto.errors import AuthError, InvalidKeyError
-from secretlink.crypto.keys import KEY_BYTES, check_public_key
+from secretlink.crypto.b64 import b64decode
+from secretlink.crypto.errors import AuthError, EncodingError, InvalidKeyError
+from secretlink.crypto.keys import KEY_BYTES, check_public_key, decode_public_key
 
 AUTH_PURPOSE = b"secretlink/v1/auth"
 AUTH_KEY_PURPOSE = b"secretlink/v1/auth-key"
@@ -21,6 +22,9 @@ EPHEMERAL_PURPOSE = b"secretlink/v1/auth-ephemeral"
 NONCE_BYTES = 32
 MAC_BYTES = 32
 MAX_ORIGIN_LENGTH = 2048
+# Expiry times are whole seconds that a JSON number holds exactly in every language
+# (JavaScript's Number.MAX_SAFE_INTEGER).
+MAX_EXPIRES_AT = 2**53 - 1
 
 
 def _blake2b(data: bytes, key: bytes) -> bytes:
@@ -37,8 +41,10 @@ def transcript(
         raise AuthError(f"nonce must be {NONCE_BYTES} bytes")
     if len(public_key) != KEY_BYTES or len(server_key) != KEY_BYTES:
         raise AuthError(f"keys in the transcript must be {KEY_BYTES} bytes")
-    if not 0 <= expires_at < 2**63:
-        raise AuthError("expiry must be a non-negative 64-bit number of seconds")
+    if isinstance(expires_at, bool) or not isinstance(expires_at, int):
+        raise AuthError("expiry must be a whole number of seconds")
+    if not 0 <= expires_at <= MAX_EXPIRES_AT:
+        raise AuthError(f"expiry must be a whole number of seconds from 0 to {MAX_EXPIRES_AT}")
     origin_bytes = origin.encode("ascii")
     return b"".join(
         [
@@ -69,6 +75,36 @@ def prove(
     shared = crypto_scalarmult(secret_key, server_key)
     public_key = crypto_scalarmult_base(secret_key)
     return _mac(shared, transcript(public_key, server_key, nonce, expires_at, origin))
+
+
+def parse_expires_at(value: object) -> int:
+    """A challenge's `expires_at` as JSON gave it: a number with a whole value (1e9 and
+    1000000000.0 are the number 1000000000, as in JavaScript), never a string or a bool."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise AuthError("the challenge's expires_at is not a whole number of seconds")
+    if not 0 <= value <= MAX_EXPIRES_AT:
+        raise AuthError(f"the challenge's expires_at is not between 0 and {MAX_EXPIRES_AT}")
+    return value
+
+
+def prove_challenge(secret_key: bytes, challenge: dict, origin: str) -> bytes:
+    """The answer to a challenge as the server sent it (its JSON members, section 7.3).
+
+    `server_key` must be a public-key text (InvalidKeyError); `nonce` canonical
+    base64url (AuthError; its length is checked with the transcript); `expires_at` a
+    whole number (AuthError).
+    """
+    if not isinstance(challenge, dict):
+        raise AuthError("the challenge is not a JSON object")
+    server_key = decode_public_key(challenge.get("server_key"))
+    try:
+        nonce = b64decode(challenge.get("nonce"))
+    except EncodingError:
+        raise AuthError("the challenge's nonce is not canonical base64url") from None
+    expires_at = parse_expires_at(challenge.get("expires_at"))
+    return prove(secret_key, server_key, nonce, expires_at, origin)
 
 
 def derive_ephemeral(master_key: bytes, nonce: bytes) -> tuple[bytes, bytes]:

@@ -1,7 +1,7 @@
 // Talking to the secretlink API from the pages: JSON requests, clear errors, and the
 // proof of possession that turns a key pair into a short-lived access token.
 
-import { b64decode, b64encode, proveInbox } from "../../crypto/secretlink.js";
+import { b64encode, proveChallenge } from "../../crypto/secretlink.js";
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -50,13 +50,7 @@ export async function request(method, path, { body, token } = {}) {
 export async function getToken(keyPair) {
   const publicKey = b64encode(keyPair.publicKey);
   const challenge = await request("POST", "/api/v1/auth/challenge", { body: { public_key: publicKey } });
-  const proof = proveInbox(
-    keyPair.secretKey,
-    b64decode(challenge.server_key),
-    b64decode(challenge.nonce),
-    challenge.expires_at,
-    location.origin,
-  );
+  const proof = proveChallenge(keyPair.secretKey, challenge, location.origin);
   const answer = await request("POST", "/api/v1/auth/token", {
     body: { challenge: challenge.challenge, proof: b64encode(proof) },
   });

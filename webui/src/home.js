@@ -15,6 +15,15 @@ async function createInbox(event) {
   try {
     const keyPair = generateKeyPair();
     const inbox = await inboxSession(keyPair).register($("#prompt").value);
+    // SPEC 4.4: the link the server returns must be exactly this page's origin and our
+    // own key. A server that answers with a link to another key would read what senders
+    // send; one that points elsewhere is not the server we proved the key to.
+    const link = `${location.origin}/to/${b64encode(keyPair.publicKey)}`;
+    if (inbox?.link !== link) {
+      say("The server answered with a link that is not this inbox's own. Do not use this " +
+        "server: the new key was not kept and no link is shown.", "error");
+      return;
+    }
     created = keyPair;
     let stored = true;
     try {
@@ -23,12 +32,8 @@ async function createInbox(event) {
       stored = false;
     }
     const persisted = stored && (await askPersistence());
-    // Show a link built from our own key: a server that answered with a link to a
-    // key of its own would read what senders send.
-    const link = `${location.origin}/to/${b64encode(keyPair.publicKey)}`;
-    const linkMismatch = inbox.link !== link;
     $("#link").value = link;
-    $("#open-inbox").href = `/inbox#${inbox.public_key}`;
+    $("#open-inbox").href = `/inbox#${b64encode(keyPair.publicKey)}`;
     $("#persist-note").textContent = !stored
       ? "This browser refused to store the key. Download the key file now, or this inbox is lost when you leave the page."
       : persisted
@@ -36,13 +41,8 @@ async function createInbox(event) {
         : "This browser did not promise to keep the key: it may clear it when space runs low.";
     $("#created").hidden = false;
     $("#create-form").hidden = true;
-    if (linkMismatch) {
-      say("Inbox created, but the server suggested a different link. Share only the one shown here.",
-        "error");
-    } else {
-      say(stored ? "Inbox created." : "Inbox created, but the key is not stored: download it now.",
-        stored ? "success" : "error");
-    }
+    say(stored ? "Inbox created." : "Inbox created, but the key is not stored: download it now.",
+      stored ? "success" : "error");
   } catch (err) {
     say(`Could not create the inbox: ${err.message}`, "error");
   } finally {

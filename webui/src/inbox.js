@@ -1,7 +1,14 @@
 // The inbox page: keys kept in this browser, or loaded from a key file; messages
 // fetched as ciphertext after a proof of possession and decrypted here.
 
-import { SecretlinkCryptoError, b64decode, b64encode, loadKeyFile, openEnvelope } from "../../crypto/secretlink.js";
+import {
+  MAX_KEY_FILE_BYTES,
+  SecretlinkCryptoError,
+  b64decode,
+  b64encode,
+  loadKeyFile,
+  openEnvelope,
+} from "../../crypto/secretlink.js";
 import { inboxSession, request } from "./api.js";
 import { askPersistence, forgetKey, keyFileName, keyFileText, listKeys, loadKey, saveKey } from "./keystore.js";
 import { $, copyField, downloadText, element, say } from "./ui.js";
@@ -112,7 +119,11 @@ async function openKeyFile(event) {
   if (!file) return;
   let keyFile;
   try {
-    keyFile = loadKeyFile(await file.text());
+    // The bytes, not file.text(): that would drop a byte-order mark from the size and
+    // replace invalid UTF-8 instead of refusing it (SPEC section 6). One byte more than
+    // the limit is enough to refuse a large file.
+    const head = file.slice(0, MAX_KEY_FILE_BYTES + 1);
+    keyFile = loadKeyFile(new Uint8Array(await head.arrayBuffer()));
   } catch (err) {
     say(`That file is not a usable key file: ${err.message}`, "error");
     return;
