@@ -445,7 +445,9 @@ def inbox_read(server: str | None, key_file: str, as_json: bool, raw: bool) -> N
         click.echo()
 
 
-@inbox.command("delete")
+# Message ids are base64url and may start with "-": take such an id as the ID, not as
+# an unknown option (which would fail with a usage error).
+@inbox.command("delete", context_settings={"ignore_unknown_options": True})
 @server_option
 @key_option
 @click.argument("message_id", metavar="ID")

@@ -101,6 +101,12 @@ def test_delete(link, live_server, key_file):
     )
 
 
+def test_delete_takes_an_id_that_starts_with_a_dash(link, live_server, key_file):
+    # One id in 64 starts with "-": it must reach the server, not fail as an option.
+    result = run("inbox", "delete", "--server", live_server.url, "--key-file", key_file, "-AbC")
+    assert_fails_cleanly(result, "404")
+
+
 def test_read_pages_through_more_than_one_page(link, live_server, key_file):
     for i in range(55):
         run("send", link, f"message {i}")
