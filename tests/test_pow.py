@@ -3,6 +3,7 @@
 import json
 import secrets
 import subprocess
+import sys
 import time
 
 import pytest
@@ -509,3 +510,52 @@ def test_gate_off_creates_inboxes_without_puzzles(tmp_path):
     client, keypair = app.test_client(), generate_keypair()
     assert put_inbox(client, keypair, get_token(client, keypair)).status_code == 201
     assert creation_puzzle(client, keypair)["difficulty"] == 0
+
+
+# ---- known answers (crypto/vectors/pow.json), shared with crypto/tests/pow.test.mjs ----
+
+POW_VECTORS = json.loads((ROOT / "crypto" / "vectors" / "pow.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("case", POW_VECTORS["cases"], ids=lambda case: case["desc"])
+def test_pow_vectors(case):
+    assert case["puzzle"].encode("utf-8").hex() == case["puzzle_hex"]
+    if case["expect"] == "ok":
+        assert solve(case["puzzle"], case["difficulty"]) == case["counter"]
+        assert pow_hash(case["puzzle"], case["counter"]).hex() == case["hash"]
+    else:
+        assert case["expect"] == "not_a_solution"
+        assert not meets(case["puzzle"], case["counter"], case["difficulty"])
+
+
+def test_pow_vectors_match_their_generator():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "crypto" / "generate_pow_vectors.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_javascript_vectors_pass():
+    result = subprocess.run(
+        ["node", "--test", "crypto/tests/pow.test.mjs"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_server_difficulty_never_exceeds_what_clients_solve():
+    """The setting's cap plus the most load can add stays within the clients' refusal."""
+    from secretlink.client import MAX_POW_BITS
+    from secretlink.settings import SettingsError
+
+    highest = Settings.from_env({"SECRETLINK_POW_DIFFICULTY": "24"}).pow_difficulty
+    with pytest.raises(SettingsError):
+        Settings.from_env({"SECRETLINK_POW_DIFFICULTY": "25"})
+    assert highest + MAX_EXTRA_BITS <= MAX_POW_BITS
+    assert highest + CREATE_EXTRA_BITS <= MAX_POW_BITS
