@@ -308,3 +308,29 @@ def test_hostile_messages_and_prompt_are_shown_as_text(browser, live_server, tmp
     assert sender.locator("img, svg, iframe, #evil").count() == 0
     assert reader.evaluate("window.__pwned") is None
     assert reader.locator("body").is_visible()
+
+
+def test_sender_page_solves_again_on_pow_stale_and_keeps_the_text(
+    browser, live_server, monkeypatch
+):
+    """A puzzle solved long ago meets a risen difficulty: the page solves the fresh
+    puzzle of the refusal and sends the same message, which arrives intact."""
+    from test_pow import MESSAGE, stale_first
+
+    keypair = generate_keypair()
+    owner = InboxClient(live_server.url, keypair)
+    link = owner.register("")["link"]
+    stale_first(live_server.app.extensions["secretlink.pow"], MESSAGE, monkeypatch)
+    # The 400 pow_stale answer is logged to the console on purpose here.
+    sender = new_page(browser, PageErrors())
+    posts = []
+    sender.on(
+        "response",
+        lambda response: response.url.endswith("/messages") and posts.append(response.status),
+    )
+    text = "written while a flood raised the difficulty ✓"
+    send_in_browser(sender, link, text)
+    assert posts == [400, 201]  # pow_stale, then the same message with the fresh puzzle
+    [message] = owner.messages()
+    opened = open_envelope(b64decode(message.ciphertext), keypair.secret_key, keypair.public_key)
+    assert opened.text == text

@@ -559,3 +559,86 @@ def test_server_difficulty_never_exceeds_what_clients_solve():
         Settings.from_env({"SECRETLINK_POW_DIFFICULTY": "25"})
     assert highest + MAX_EXTRA_BITS <= MAX_POW_BITS
     assert highest + CREATE_EXTRA_BITS <= MAX_POW_BITS
+
+
+# ---- the CLI's client re-solves a stale puzzle, and solves creation puzzles ----
+
+
+def stale_first(gate, purpose, monkeypatch) -> None:
+    """The gate hands out, once, a puzzle issued 200 s ago whose solution misses the
+    difficulty in force (raised by the operator meanwhile): a stockpiled puzzle."""
+    issue = gate.issue
+
+    def stale_then_real(public_key, purpose_asked=MESSAGE):
+        monkeypatch.setattr(gate, "issue", issue)
+        if purpose_asked is not purpose:
+            return issue(public_key, purpose_asked)
+        issued = time.time() - 200
+        gate.clock = lambda: issued
+        try:
+            while True:
+                puzzle = issue(public_key, purpose)
+                solution = solve(puzzle["puzzle"], puzzle["difficulty"])
+                if not meets(puzzle["puzzle"], solution, puzzle["difficulty"] + 4):
+                    break
+        finally:
+            gate.clock = time.time
+        gate.base_difficulty += 4
+        return puzzle
+
+    monkeypatch.setattr(gate, "issue", stale_then_real)
+
+
+def count_solves(monkeypatch) -> list[dict]:
+    """The puzzles the client solves, from now on."""
+    from secretlink import client
+
+    seen = []
+    original = client.solved
+
+    def counting(puzzle):
+        seen.append(puzzle)
+        return original(puzzle)
+
+    monkeypatch.setattr(client, "solved", counting)
+    return seen
+
+
+def test_cli_send_solves_again_on_pow_stale(live_server, monkeypatch):
+    from secretlink.client import InboxClient, parse_link
+    from secretlink.client import send as send_text
+
+    keypair = generate_keypair()
+    link = InboxClient(live_server.url, keypair).register("")["link"]
+    gate = live_server.app.extensions["secretlink.pow"]
+    stale_first(gate, MESSAGE, monkeypatch)
+    solved = count_solves(monkeypatch)
+    send_text(parse_link(link), "kept across the retry")
+    assert len(solved) == 2  # the stale puzzle, then the fresh one from the refusal
+    [message] = InboxClient(live_server.url, keypair).messages()
+    assert stored(live_server.app) == 1
+    assert message.ciphertext
+
+
+def test_cli_inbox_create_solves_the_creation_puzzle_even_when_stale(live_server, monkeypatch):
+    from secretlink.client import InboxClient
+    from secretlink.pow import CREATE_INBOX
+
+    gate = live_server.app.extensions["secretlink.pow"]
+    stale_first(gate, CREATE_INBOX, monkeypatch)
+    keypair = generate_keypair()
+    client = InboxClient(live_server.url, keypair)
+    solved = count_solves(monkeypatch)
+    assert client.register("first")["prompt"] == "first"
+    assert len(solved) == 2
+    assert client.register("second")["prompt"] == "second"  # an update: no work
+
+
+def test_cli_refuses_an_unreasonable_puzzle():
+    from secretlink.client import ClientError, solved
+
+    with pytest.raises(ClientError, match="unreasonable"):
+        solved({"puzzle": "p", "difficulty": 29})
+    for malformed in (None, [], {"puzzle": 5, "difficulty": 1}, {"puzzle": "p", "difficulty": "1"}):
+        with pytest.raises(ClientError, match="malformed"):
+            solved(malformed)
