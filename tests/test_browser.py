@@ -334,3 +334,24 @@ def test_sender_page_solves_again_on_pow_stale_and_keeps_the_text(
     [message] = owner.messages()
     opened = open_envelope(b64decode(message.ciphertext), keypair.secret_key, keypair.public_key)
     assert opened.text == text
+
+
+def test_start_page_solves_the_creation_puzzle_again_when_stale(browser, live_server, monkeypatch):
+    """Creating an inbox costs a creation puzzle; a stale one is solved again."""
+    from test_pow import stale_first
+
+    from secretlink.pow import CREATE_INBOX
+
+    stale_first(live_server.app.extensions["secretlink.pow"], CREATE_INBOX, monkeypatch)
+    # The 400 pow_stale answer is logged to the console on purpose here.
+    page = new_page(browser, PageErrors())
+    puts = []
+    page.on(
+        "response",
+        lambda response: response.request.method == "PUT" and puts.append(response.status),
+    )
+    link = create_inbox_in_browser(page, live_server.url, prompt="after a flood")
+    assert puts == [400, 201]
+    public_key = link.rsplit("/", 1)[1]
+    shown = live_server.app.test_client().get(f"/api/v1/inboxes/{public_key}").get_json()
+    assert shown["prompt"] == "after a flood"
