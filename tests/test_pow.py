@@ -642,3 +642,30 @@ def test_cli_refuses_an_unreasonable_puzzle():
     for malformed in (None, [], {"puzzle": 5, "difficulty": 1}, {"puzzle": "p", "difficulty": "1"}):
         with pytest.raises(ClientError, match="malformed"):
             solved(malformed)
+
+
+def test_unreachable_redis_falls_back_to_the_database_count(tmp_path, caplog):
+    """The load is not worth refusing messages for: without Redis, the database counts."""
+    closed = free_port()
+    settings = Settings(
+        data_dir=tmp_path,
+        rate_limits_enabled=False,
+        pow_difficulty=CHEAP_BITS,
+        redis_url=f"redis://127.0.0.1:{closed}/0",
+    )
+    app = create_app(settings)
+    client, keypair = app.test_client(), generate_keypair()
+    register(client, keypair)
+    for _ in range(INBOX_CALM * 2):
+        send_solved(client, keypair)
+    assert puzzle_for(client, keypair)["difficulty"] == CHEAP_BITS + 2
+    assert "read from the database, not Redis" in caplog.text
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
