@@ -113,6 +113,7 @@ chromium:
 
 vectors: $(PY_STAMP)
 	$(BIN)/python crypto/generate_vectors.py
+	$(BIN)/python crypto/generate_pow_vectors.py
 
 docs: $(PY_STAMP)
 	$(BIN)/python -m secretlink.settings > docs/SETTINGS.md

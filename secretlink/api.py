@@ -21,6 +21,7 @@ from secretlink.crypto.envelope import MAX_ENVELOPE
 from secretlink.crypto.keys import check_public_key
 from secretlink.errors import ApiError, require_text
 from secretlink.origin import link_for, request_origin
+from secretlink.pow import CREATE_INBOX, ProofOfWork
 from secretlink.storage import Storage, received_at_text
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -132,17 +133,32 @@ def inbox_json(public_key: str, prompt: str) -> dict:
     return {"public_key": public_key, "prompt": prompt, "link": link_for(public_key)}
 
 
+def proof_of_work() -> ProofOfWork:
+    return current_app.extensions["secretlink.pow"]
+
+
+@bp.post("/inboxes/<public_key>/creation-puzzle")
+def create_inbox_puzzle(public_key: str):
+    """A proof-of-work puzzle for creating this inbox (no token needed to ask)."""
+    return jsonify(proof_of_work().issue(inbox_key(public_key), CREATE_INBOX))
+
+
 @bp.put("/inboxes/<public_key>")
 def save_inbox(public_key: str):
     public_key = inbox_key(public_key)
     require_token(public_key)
-    prompt = string_field(json_body(), "prompt", required=False).strip()
+    body = json_body()
+    prompt = string_field(body, "prompt", required=False).strip()
     if "\x00" in prompt:  # PostgreSQL text cannot hold NUL
         raise ApiError(400, "bad_field", "'prompt' must not contain NUL characters")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise ApiError(
             400, "prompt_too_long", f"prompt is limited to {MAX_PROMPT_CHARS} characters"
         )
+    if storage().get_inbox(public_key) is None:
+        # Creating costs work, so nobody fills the instance with inboxes for free;
+        # changing the prompt of one's own inbox does not.
+        proof_of_work().check(public_key, body.get("puzzle"), body.get("solution"), CREATE_INBOX)
     created = storage().save_inbox(public_key, prompt)
     return jsonify(inbox_json(public_key, prompt)), 201 if created else 200
 
@@ -190,7 +206,7 @@ def envelope_from(ciphertext: str) -> bytes:
 def create_puzzle(public_key: str):
     """A proof-of-work puzzle for one message to this inbox."""
     inbox = require_inbox(inbox_key(public_key))
-    return jsonify(current_app.extensions["secretlink.pow"].issue(inbox.public_key))
+    return jsonify(proof_of_work().issue(inbox.public_key))
 
 
 @bp.post("/inboxes/<public_key>/messages")
@@ -198,14 +214,12 @@ def post_message(public_key: str):
     public_key = inbox_key(public_key)
     body = json_body()
     envelope = envelope_from(string_field(body, "ciphertext"))
-    current_app.extensions["secretlink.pow"].check(
-        public_key, body.get("puzzle"), body.get("solution")
-    )
+    proof_of_work().check(public_key, body.get("puzzle"), body.get("solution"))
     message_id = storage().add_message(public_key, envelope)
     if message_id is None:
         raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
     # Only messages taken raise the difficulty: asking for puzzles costs nothing.
-    current_app.extensions["secretlink.pow"].accepted(public_key)
+    proof_of_work().accepted(public_key)
     return jsonify(id=message_id), 201
 
 

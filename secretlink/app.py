@@ -55,7 +55,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings.secret_key, storage, settings.challenge_ttl, settings.token_ttl
     )
     app.extensions["secretlink.pow"] = ProofOfWork(
-        settings.secret_key, storage, settings.pow_difficulty
+        settings.secret_key,
+        storage,
+        settings.pow_difficulty,
+        redis_url=settings.redis_url,
+        fresh_seconds=settings.pow_fresh_seconds,
     )
 
     app.register_blueprint(api.bp)

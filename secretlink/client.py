@@ -31,6 +31,16 @@ class ClientError(Exception):
     """Something the user must know about: the message says what and, if possible, why."""
 
 
+class Refused(ClientError):
+    """The server answered with an error: its status, code and whole JSON answer."""
+
+    def __init__(self, message: str, status: int, code: str | None, data: dict):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.data = data
+
+
 def network_error(exc: requests.RequestException, server: str) -> ClientError:
     """What went wrong talking to `server`, in one line (for the CLI and `verify`)."""
     if isinstance(exc, requests.exceptions.SSLError):
@@ -126,14 +136,54 @@ class Api:
         except ValueError:
             data = None
         if not response.ok:
-            reason = data.get("error") if isinstance(data, dict) else None
-            raise ClientError(
+            answer = data if isinstance(data, dict) else {}
+            reason = answer.get("error")
+            raise Refused(
                 f"the server refused ({response.status_code}): "
-                f"{reason or 'no reason given; is this a secretlink server?'}"
+                f"{reason or 'no reason given; is this a secretlink server?'}",
+                response.status_code,
+                answer.get("code") if isinstance(answer.get("code"), str) else None,
+                answer,
             )
         if not isinstance(data, (dict, list)):
             raise ClientError(f"{self.server} did not answer like a secretlink server")
         return data
+
+
+def solved(puzzle: object) -> dict:
+    """The body members that carry a server's puzzle and its solution."""
+    try:
+        difficulty = puzzle["difficulty"]
+        text = puzzle["puzzle"]
+        if isinstance(difficulty, bool) or not isinstance(difficulty, int):
+            raise TypeError
+        if not isinstance(text, str):
+            raise TypeError
+        if not 0 <= difficulty <= MAX_POW_BITS:
+            raise ClientError(
+                f"the server asks for an unreasonable proof of work ({difficulty} bits)"
+            )
+        return {"puzzle": text, "solution": solve(text, difficulty)}
+    except (KeyError, TypeError, ValueError, UnicodeEncodeError):
+        raise ClientError("the server sent a malformed puzzle") from None
+
+
+# A puzzle goes stale (pow_stale) when it is over 120 s old and the difficulty rose
+# meanwhile; the answer carries a fresh one. Each fresh puzzle is solved at once, so
+# a second refusal means a server that keeps raising the bar: give up after a few.
+STALE_RETRIES = 3
+
+
+def with_work(call, puzzle: object) -> dict:
+    """`call(fields)` with the puzzle solved; solve again on `pow_stale`, with the same body."""
+    for _ in range(STALE_RETRIES):
+        try:
+            return call(solved(puzzle))
+        except Refused as exc:
+            if exc.code != "pow_stale":
+                raise
+            puzzle = exc.data.get("puzzle")
+    return call(solved(puzzle))
 
 
 def send(link: Link, text: str) -> str:
@@ -141,20 +191,12 @@ def send(link: Link, text: str) -> str:
     envelope = seal(text, link.public_key)
     api = Api(link.server)
     base = f"/api/v1/inboxes/{link.public_key_text}"
-    puzzle = api.call("POST", f"{base}/puzzle")
-    try:
-        difficulty = int(puzzle["difficulty"])
-        if not 0 <= difficulty <= MAX_POW_BITS:
-            raise ClientError(
-                f"the server asks for an unreasonable proof of work ({difficulty} bits)"
-            )
-        solution = solve(puzzle["puzzle"], difficulty)
-    except (KeyError, TypeError, ValueError, UnicodeEncodeError):
-        raise ClientError("the server sent a malformed puzzle") from None
-    data = api.call(
-        "POST",
-        f"{base}/messages",
-        json={"ciphertext": b64encode(envelope), "puzzle": puzzle["puzzle"], "solution": solution},
+    ciphertext = b64encode(envelope)
+    data = with_work(
+        lambda fields: api.call(
+            "POST", f"{base}/messages", json={"ciphertext": ciphertext, **fields}
+        ),
+        api.call("POST", f"{base}/puzzle"),
     )
     return data["id"]
 
@@ -194,7 +236,19 @@ class InboxClient:
 
     def register(self, prompt: str) -> dict:
         """Register (or update) the inbox; the link returned must be exactly our own."""
-        data = self.api.call("PUT", self.base, json={"prompt": prompt}, token=self.token())
+
+        def put(fields: dict) -> dict:
+            return self.api.call(
+                "PUT", self.base, json={"prompt": prompt, **fields}, token=self.token()
+            )
+
+        try:
+            data = put({})  # changing the prompt of an existing inbox costs no work
+        except Refused as exc:
+            if exc.code != "pow_required":
+                raise
+            # Creating it does: solve the server's creation puzzle for this key.
+            data = with_work(put, self.api.call("POST", f"{self.base}/creation-puzzle"))
         # SPEC 4.4: the link must be the origin we proved the key to and our own key. A
         # server that swapped in a key of its own would read what senders send.
         expected = f"{self.api.server}/to/{self.keypair.public_key_text}"

@@ -19,11 +19,12 @@ _HTTP_MESSAGES = {
 class ApiError(Exception):
     """A client-visible failure: HTTP status, a stable code, and a sentence for people."""
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, *, extra: dict | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.extra = extra or {}  # more members of the JSON answer (say, a fresh puzzle)
 
 
 def require_text(name: str, value: str) -> str:
@@ -49,8 +50,8 @@ def _wants_json() -> bool:
     return request.path.startswith("/api/")
 
 
-def _json_error(status: int, code: str, message: str):
-    response = jsonify(error=message, code=code)
+def _json_error(status: int, code: str, message: str, extra: dict | None = None):
+    response = jsonify(**(extra or {}), error=message, code=code)
     response.status_code = status
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="secretlink"'
@@ -65,7 +66,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(error: ApiError):
         if _wants_json():
-            return _json_error(error.status, error.code, error.message)
+            return _json_error(error.status, error.code, error.message, error.extra)
         return _page_error(error.status, error.code.replace("_", " ").capitalize(), error.message)
 
     @app.errorhandler(HTTPException)

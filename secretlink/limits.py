@@ -106,6 +106,7 @@ RULES = {
         limit("rate_limit_global", instance_wide, "send-global"),
     ],
     "api.create_puzzle": [limit("rate_limit_client", client_key, "puzzle-client")],
+    "api.create_inbox_puzzle": [limit("rate_limit_client", client_key, "puzzle-client")],
     "api.create_challenge": [limit("rate_limit_auth", client_key, "auth")],
     "api.create_token": [limit("rate_limit_auth", client_key, "auth")],
 }

@@ -1,31 +1,44 @@
-"""The proof-of-work gate in front of message submission.
+"""The proof-of-work gate in front of message submission and inbox creation.
 
-The server hands out signed, expiring puzzles bound to one inbox; a message is taken
-only with a solved, unused puzzle. The difficulty rises with the messages *accepted*
-for an inbox, and for the whole instance, in the last minute, so a flood costs the
-flooder ever more work. Asking for puzzles is free and moves nothing: otherwise
-anyone could make sending harder for everyone at no cost. The count is each worker
-process's own (in memory, never shared through Redis). Behind the gate the per-inbox
-rate limit still holds, so during a heavy, paid-for flood an honest sender can get
-429 there. Spent puzzles are recorded in the database with the challenge nonces, so
-a solution is good once on every worker.
+The server hands out signed, expiring puzzles bound to one inbox and one purpose
+(a message to it, or its creation); each is taken once, with a solution. The
+difficulty of message puzzles rises with the messages *accepted* for an inbox, and
+for the whole instance, in the last minute, so a flood costs the flooder ever more
+work. Asking for puzzles is free and moves nothing: otherwise anyone could make
+sending harder for everyone at no cost.
+
+The load is shared by every worker and machine: it is read from the messages the
+database holds (or, with SECRETLINK_REDIS_URL, from per-minute counters in Redis).
+A puzzle keeps the difficulty it was issued with for FRESH_SECONDS (120 s): time
+for a sender to write while the page solves, and for a device without a JIT to
+finish. A solution older than that must meet the difficulty in force when it
+arrives, or it is refused as `pow_stale` with a fresh puzzle: puzzles collected
+before a flood cannot be spent cheaply during it (crypto/SPEC.md section 7a).
+
+Behind the gate the rate limits still hold, so during a heavy, paid-for flood an
+honest sender can get 429 there. Spent puzzles are recorded in the database with
+the challenge nonces, so a solution is good once on every worker.
 """
 
+import logging
+import math
 import secrets
-import threading
 import time
-from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from secretlink.crypto import EncodingError, b64decode, b64encode
 from secretlink.crypto.pow import meets
 from secretlink.errors import ApiError, require_text
 from secretlink.storage import Storage
 
-PUZZLE_SALT = "secretlink/v1/pow-puzzle"
+log = logging.getLogger(__name__)
+
 PUZZLE_TTL = 600  # slow devices without a JIT need minutes at high difficulty
+FRESH_SECONDS = 120  # a puzzle younger than this keeps its signed difficulty
 WINDOW = 60
 # Messages accepted within a minute at which the first extra bit starts; each doubling
 # beyond adds one more. The inbox's maximum (4 x 2^3 = 32) comes below the default
@@ -33,57 +46,140 @@ WINDOW = 60
 INBOX_CALM = 4
 INSTANCE_CALM = 256
 MAX_EXTRA_BITS = 4
+# Creating an inbox costs four times a message's work at the base difficulty.
+CREATE_EXTRA_BITS = 2
 
 
-class LoadMeter:
-    """Messages accepted in the last minute, per inbox and in all (this worker's view)."""
+@dataclass(frozen=True)
+class Purpose:
+    """One kind of work: its own signing salt, nonce space and error wording."""
 
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._events: deque[tuple[float, str]] = deque()
-        self._per_inbox: dict[str, int] = {}
+    salt: str
+    nonce_prefix: bytes
+    what: str  # "a message to this inbox", for error sentences
 
-    def _forget_before(self, moment: float) -> None:
-        while self._events and self._events[0][0] < moment:
-            _, old = self._events.popleft()
-            self._per_inbox[old] -= 1
-            if not self._per_inbox[old]:
-                del self._per_inbox[old]
 
-    def record(self, public_key: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._forget_before(now - WINDOW)
-            self._events.append((now, public_key))
-            self._per_inbox[public_key] = self._per_inbox.get(public_key, 0) + 1
-
-    def counts(self, public_key: str) -> tuple[int, int]:
-        """(accepted for this inbox, accepted in all) within the last minute."""
-        with self._lock:
-            self._forget_before(time.monotonic() - WINDOW)
-            return self._per_inbox.get(public_key, 0), len(self._events)
+MESSAGE = Purpose("secretlink/v1/pow-puzzle", b"pow:", "a message")
+CREATE_INBOX = Purpose("secretlink/v1/pow-create-inbox", b"pow-create:", "creating this inbox")
 
 
 def extra_bits(recent: int, calm: int) -> int:
     return min(MAX_EXTRA_BITS, (recent // calm).bit_length())
 
 
-class ProofOfWork:
-    def __init__(self, secret_key: str, storage: Storage, base_difficulty: int):
-        self._puzzles = URLSafeTimedSerializer(secret_key, salt=PUZZLE_SALT)
+def minute_of(moment: float) -> datetime:
+    return datetime.fromtimestamp(moment, UTC).replace(tzinfo=None, second=0, microsecond=0)
+
+
+def sliding_count(this_minute: int, last_minute: int, now: float) -> int:
+    """Events in the last 60 s, estimated from two clock-minute counts.
+
+    The previous minute counts for the share of it still inside the window; rounded
+    up, so a burst just before a minute's turn is not forgotten at once.
+    """
+    elapsed = (now % WINDOW) / WINDOW
+    return this_minute + math.ceil(last_minute * (1 - elapsed))
+
+
+class DatabaseLoad:
+    """Messages accepted, read from the messages table (stored to the minute)."""
+
+    def __init__(self, storage: Storage):
         self._storage = storage
-        self._meter = LoadMeter()
+
+    def record(self, public_key: str, now: float) -> None:
+        """Nothing to do: the stored message is the record."""
+
+    def counts(self, public_key: str, now: float) -> tuple[int, int]:
+        this, last = minute_of(now), minute_of(now - WINDOW)
+        arrivals = self._storage.arrivals_since(public_key, last)
+        inbox_now, all_now = arrivals.get(this, (0, 0))
+        inbox_before, all_before = arrivals.get(last, (0, 0))
+        return (
+            sliding_count(inbox_now, inbox_before, now),
+            sliding_count(all_now, all_before, now),
+        )
+
+
+class RedisLoad:
+    """Messages accepted, counted per clock minute in Redis (SECRETLINK_REDIS_URL).
+
+    The counters expire at a whole minute, so even a copy of Redis tells no second.
+    If Redis cannot be reached the database's count stands in.
+    """
+
+    def __init__(self, redis_url: str, fallback: DatabaseLoad):
+        import redis
+
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=2)
+        self._errors = redis.RedisError
+        self._fallback = fallback
+
+    @staticmethod
+    def _keys(public_key: str, minute: int) -> tuple[str, str]:
+        return f"secretlink:pow:{minute}:{public_key}", f"secretlink:pow:{minute}"
+
+    def record(self, public_key: str, now: float) -> None:
+        minute = int(now) // WINDOW
+        pipe = self._redis.pipeline()
+        for key in self._keys(public_key, minute):
+            pipe.incr(key)
+            pipe.expireat(key, (minute + 3) * WINDOW)
+        try:
+            pipe.execute()
+        except self._errors as exc:
+            log.warning("proof-of-work load not counted in Redis: %s", exc)
+
+    def counts(self, public_key: str, now: float) -> tuple[int, int]:
+        minute = int(now) // WINDOW
+        try:
+            values = self._redis.mget(
+                [*self._keys(public_key, minute), *self._keys(public_key, minute - 1)]
+            )
+        except self._errors as exc:
+            log.warning("proof-of-work load read from the database, not Redis: %s", exc)
+            return self._fallback.counts(public_key, now)
+        inbox_now, all_now, inbox_before, all_before = (int(v or 0) for v in values)
+        return (
+            sliding_count(inbox_now, inbox_before, now),
+            sliding_count(all_now, all_before, now),
+        )
+
+
+class ProofOfWork:
+    def __init__(
+        self,
+        secret_key: str,
+        storage: Storage,
+        base_difficulty: int,
+        *,
+        redis_url: str | None = None,
+        fresh_seconds: int = FRESH_SECONDS,
+        clock: Callable[[], float] | None = None,
+    ):
+        self._serializers = {
+            purpose: URLSafeTimedSerializer(secret_key, salt=purpose.salt)
+            for purpose in (MESSAGE, CREATE_INBOX)
+        }
+        self._storage = storage
+        database_load = DatabaseLoad(storage)
+        self._load = RedisLoad(redis_url, database_load) if redis_url else database_load
         self.base_difficulty = base_difficulty
+        self.fresh_seconds = fresh_seconds
+        # time.time looked up at each call, so a test that moves it moves this too.
+        self.clock = clock or (lambda: time.time())
 
     @property
     def enabled(self) -> bool:
         return self.base_difficulty > 0
 
-    def difficulty(self, public_key: str) -> int:
-        """Bits a puzzle for this inbox needs now: the base, plus more under load."""
+    def difficulty(self, public_key: str, purpose: Purpose = MESSAGE) -> int:
+        """Bits a puzzle for this inbox and purpose needs now."""
         if not self.enabled:
             return 0
-        per_inbox, overall = self._meter.counts(public_key)
+        if purpose is CREATE_INBOX:
+            return self.base_difficulty + CREATE_EXTRA_BITS
+        per_inbox, overall = self._load.counts(public_key, self.clock())
         return self.base_difficulty + max(
             extra_bits(per_inbox, INBOX_CALM), extra_bits(overall, INSTANCE_CALM)
         )
@@ -91,12 +187,13 @@ class ProofOfWork:
     def accepted(self, public_key: str) -> None:
         """Count a message stored for this inbox: the load that raises the difficulty."""
         if self.enabled:
-            self._meter.record(public_key)
+            self._load.record(public_key, self.clock())
 
-    def issue(self, public_key: str) -> dict:
-        difficulty = self.difficulty(public_key)
-        expires_at = int(time.time()) + PUZZLE_TTL
-        puzzle = self._puzzles.dumps(
+    def issue(self, public_key: str, purpose: Purpose = MESSAGE) -> dict:
+        difficulty = self.difficulty(public_key, purpose)
+        now = int(self.clock())
+        expires_at = now + PUZZLE_TTL
+        puzzle = self._serializers[purpose].dumps(
             {
                 "pk": public_key,
                 "n": b64encode(secrets.token_bytes(16)),
@@ -106,15 +203,18 @@ class ProofOfWork:
         )
         return {"puzzle": puzzle, "difficulty": difficulty, "expires_at": expires_at}
 
-    def check(self, public_key: str, puzzle: object, solution: object) -> None:
-        """Raise ApiError unless `solution` solves an unused puzzle for this inbox."""
+    def check(
+        self, public_key: str, puzzle: object, solution: object, purpose: Purpose = MESSAGE
+    ) -> None:
+        """Raise ApiError unless `solution` solves an unused puzzle for this inbox and purpose."""
         if not self.enabled:
             return
         if puzzle is None or solution is None:
             raise ApiError(
                 400,
                 "pow_required",
-                "ask for a puzzle (POST .../puzzle) and send it with its solution",
+                f"{purpose.what} needs proof of work: ask for a puzzle and send it "
+                "with its solution",
             )
         if (
             not isinstance(puzzle, str)
@@ -123,17 +223,42 @@ class ProofOfWork:
         ):
             raise ApiError(400, "bad_field", "'puzzle' must be a string, 'solution' an integer")
         require_text("puzzle", puzzle)  # before itsdangerous, which cannot encode a surrogate
-        try:
-            claims = self._puzzles.loads(puzzle, max_age=PUZZLE_TTL)
-            nonce = b64decode(claims["n"])
-        except SignatureExpired:
-            raise ApiError(400, "puzzle_expired", "the puzzle expired; ask for a new one") from None
-        except (BadSignature, EncodingError, KeyError, TypeError):
-            raise ApiError(400, "bad_puzzle", "the puzzle was not issued by this server") from None
+        claims, issued_at = self._claims(puzzle, purpose)
         if claims["pk"] != public_key:
             raise ApiError(400, "bad_puzzle", "the puzzle was issued for another inbox")
         if not meets(puzzle, solution, claims["d"]):
             raise ApiError(400, "bad_solution", "the solution does not solve the puzzle")
+        if self.clock() - issued_at > self.fresh_seconds:
+            required = self.difficulty(public_key, purpose)
+            if not meets(puzzle, solution, required):
+                raise ApiError(
+                    400,
+                    "pow_stale",
+                    f"the puzzle is older than {self.fresh_seconds} s and the difficulty "
+                    f"has risen to {required} bits; solve the fresh puzzle in this answer",
+                    extra={"puzzle": self.issue(public_key, purpose)},
+                )
         expires = datetime.fromtimestamp(claims["exp"], UTC).replace(tzinfo=None)
-        if not self._storage.use_nonce(b"pow:" + nonce, expires):
+        if not self._storage.use_nonce(purpose.nonce_prefix + b64decode(claims["n"]), expires):
             raise ApiError(400, "puzzle_used", "the puzzle was used already; ask for a new one")
+
+    def _claims(self, puzzle: str, purpose: Purpose) -> tuple[dict, float]:
+        """The puzzle's signed claims and the Unix time it was issued.
+
+        Times come from the signed claims and this gate's clock, not from the
+        signature's own timestamp: a puzzle is issued exactly PUZZLE_TTL before it
+        expires.
+        """
+        try:
+            claims = self._serializers[purpose].loads(puzzle)
+            expires_at = claims["exp"]
+            b64decode(claims["n"])
+            if not isinstance(expires_at, int) or not isinstance(claims["d"], int):
+                raise TypeError
+        except (BadSignature, EncodingError, KeyError, TypeError):
+            raise ApiError(
+                400, "bad_puzzle", f"the puzzle was not issued by this server for {purpose.what}"
+            ) from None
+        if expires_at <= self.clock():
+            raise ApiError(400, "puzzle_expired", "the puzzle expired; ask for a new one")
+        return claims, expires_at - PUZZLE_TTL

@@ -105,6 +105,13 @@ def _pow_bits(text: str) -> int:
     return value
 
 
+def _fresh_seconds(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 600:
+        raise ValueError("must be from 1 to 600 seconds (a puzzle's whole life)")
+    return value
+
+
 def _envelope_limit(text: str) -> int:
     value = int(text)
     if not V1_MIN_ENVELOPE <= value <= V1_MAX_ENVELOPE:
@@ -237,11 +244,18 @@ class Settings:
         "off); up to 4 more under load. 14 takes well under a second with a JIT and "
         "about 2 s without.",
     )
+    pow_fresh_seconds: int = setting(
+        120,
+        _fresh_seconds,
+        "Seconds a proof-of-work puzzle keeps the difficulty it was issued with (1 to "
+        "600); an older solution must meet the difficulty in force when it arrives. "
+        "Lower values only make stockpiled puzzles go stale sooner (tests use that).",
+    )
     redis_url: str | None = setting(
         None,
         _redis_url,
-        "Redis URL for rate-limit state shared by all workers and machines.",
-        "none (limits are counted in each worker's memory)",
+        "Redis URL for rate-limit and proof-of-work load state shared by all workers and machines.",
+        "none (limits are counted in each worker's memory; the proof-of-work load in the database)",
         secret=True,  # it may hold a password
     )
     rate_limits_enabled: bool = setting(True, _bool, "Enforce the rate limits below.")

@@ -2,8 +2,16 @@
 
 What is stored: inboxes (public key, optional prompt, creation day), messages
 (random id, inbox, arrival time rounded down to the minute, envelope bytes), and
-used challenge nonces until they expire. No IP addresses, no user agents, no
-plaintext. Every method is one transaction: it commits whole or not at all.
+spent single-use nonces (challenges, puzzles) until they expire. No IP addresses,
+no user agents, no plaintext. Every method is one transaction: it commits whole or
+not at all.
+
+No stored value is finer than the minute (docs/THREAT-MODEL.md): arrival times are
+rounded down, and a spent nonce's expiry is rounded *up* to the minute, so that a
+purge never forgets a nonce while its puzzle or challenge could still be used. A
+spent nonce is stored as a hash, in a table kept in the hash's order (SQLite:
+WITHOUT ROWID), so neither its key nor its place says when it was spent or links
+it to a message.
 The models here describe the tables; the migrations in secretlink/migrations make them.
 """
 
@@ -11,6 +19,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from nacl.encoding import RawEncoder
+from nacl.hash import blake2b
 from sqlalchemy import (
     DateTime,
     ForeignKey,
@@ -20,7 +30,9 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    case,
     delete,
+    func,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -57,9 +69,15 @@ class InboxRow(Base):
 
 class MessageRow(Base):
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_inbox_seq", "inbox_key", "seq"),)
+    __table_args__ = (
+        Index("ix_messages_inbox_seq", "inbox_key", "seq"),
+        # The proof-of-work load is counted from the last two minutes of arrivals.
+        Index("ix_messages_received_at_inbox_key", "received_at", "inbox_key"),
+    )
 
-    # seq is the internal order only; clients see the random id.
+    # seq is the internal order only; clients see the random id. It is one counter
+    # for the instance, so it (like the rows' physical order) tells which message
+    # arrived first, never when: docs/THREAT-MODEL.md, "What a database copy shows".
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(32), unique=True)
     inbox_key: Mapped[str] = mapped_column(
@@ -71,6 +89,8 @@ class MessageRow(Base):
 
 class UsedNonceRow(Base):
     __tablename__ = "used_nonces"
+    # Rows live in the order of their (hashed, random) key, not of their insertion.
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     nonce: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
@@ -96,6 +116,20 @@ def utcnow() -> datetime:
 def coarse(moment: datetime) -> datetime:
     """Arrival times are kept to the minute: enough to sort a reading, less to correlate."""
     return moment.replace(second=0, microsecond=0)
+
+
+def minute_up(moment: datetime) -> datetime:
+    """`moment` rounded up to the next whole minute (unchanged if it is one)."""
+    floor = coarse(moment)
+    return floor if floor == moment else floor + timedelta(minutes=1)
+
+
+SPENT_NONCE_PURPOSE = b"secretlink/v1/spent-nonce\x00"
+
+
+def spent_nonce_key(nonce: bytes) -> bytes:
+    """What is stored for a spent nonce: a hash, the same length whatever it spent."""
+    return blake2b(SPENT_NONCE_PURPOSE + nonce, digest_size=32, encoder=RawEncoder)
 
 
 class Storage:
@@ -189,14 +223,38 @@ class Storage:
             )
             return result.rowcount > 0
 
+    def arrivals_since(self, public_key: str, since: datetime) -> dict[datetime, tuple[int, int]]:
+        """Messages stored per minute from `since` on: minute -> (for this inbox, in all).
+
+        The proof of work's load (secretlink.pow) is read from here, so every worker
+        and machine sharing the database sees the same count, at no extra write.
+        """
+        for_inbox = func.sum(case((MessageRow.inbox_key == public_key, 1), else_=0))
+        query = (
+            select(MessageRow.received_at, for_inbox, func.count())
+            .where(MessageRow.received_at >= since)
+            .group_by(MessageRow.received_at)
+        )
+        with self.engine.connect() as connection:
+            return {
+                minute: (int(inbox or 0), int(total))
+                for minute, inbox, total in connection.execute(query)
+            }
+
     # ---- single-use challenges ----
 
     def use_nonce(self, nonce: bytes, expires_at: datetime) -> bool:
-        """Record a challenge nonce as spent; False if it was spent before."""
+        """Record a nonce as spent until `expires_at`; False if it was spent before.
+
+        The expiry is kept rounded up to the minute: a little longer than needed,
+        never shorter, and it no longer tells the second the nonce was issued.
+        """
         try:
             with self._session.begin() as session:
                 session.execute(delete(UsedNonceRow).where(UsedNonceRow.expires_at < utcnow()))
-                session.add(UsedNonceRow(nonce=nonce, expires_at=expires_at))
+                session.add(
+                    UsedNonceRow(nonce=spent_nonce_key(nonce), expires_at=minute_up(expires_at))
+                )
         except IntegrityError:
             return False
         return True

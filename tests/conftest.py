@@ -16,6 +16,7 @@ from waitress.server import create_server
 
 from secretlink import create_app
 from secretlink.crypto import KeyPair, b64decode, b64encode, generate_keypair
+from secretlink.crypto.pow import solve
 from secretlink.crypto.proof import prove
 from secretlink.settings import Settings
 
@@ -171,10 +172,20 @@ def get_token(client, keypair: KeyPair, origin: str = "http://localhost") -> str
     return answer.get_json()["token"]
 
 
+def creation_proof(client, keypair: KeyPair) -> dict:
+    """A solved creation puzzle for this key: the body members PUT needs to create it."""
+    puzzle = client.post(f"/api/v1/inboxes/{keypair.public_key_text}/creation-puzzle")
+    assert puzzle.status_code == 200, puzzle.get_json()
+    puzzle = puzzle.get_json()
+    return {"puzzle": puzzle["puzzle"], "solution": solve(puzzle["puzzle"], puzzle["difficulty"])}
+
+
 def register(client, keypair: KeyPair, prompt: str = "") -> str:
     token = get_token(client, keypair)
     response = client.put(
-        f"/api/v1/inboxes/{keypair.public_key_text}", json={"prompt": prompt}, headers=bearer(token)
+        f"/api/v1/inboxes/{keypair.public_key_text}",
+        json={"prompt": prompt, **creation_proof(client, keypair)},
+        headers=bearer(token),
     )
     assert response.status_code == 201, response.get_json()
     return token

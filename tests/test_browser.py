@@ -328,6 +328,9 @@ def test_start_page_refuses_a_link_that_is_not_its_own(browser, live_server, pag
             route.continue_()
             return
         response = route.fetch()
+        if not response.ok:  # e.g. the first PUT's pow_required: passed on as it is
+            route.fulfill(response=response)
+            return
         data = response.json()
         data["link"] = rewrite(data["link"])
         route.fulfill(response=response, json=data)
@@ -339,3 +342,50 @@ def test_start_page_refuses_a_link_that_is_not_its_own(browser, live_server, pag
     assert page.locator("#created").is_hidden()
     assert page.get_by_label("Your link").input_value() == ""
     assert page.get_by_role("button", name="Download key file").is_hidden()
+
+
+def test_sender_page_solves_again_on_pow_stale_and_keeps_the_text(
+    browser, live_server, monkeypatch
+):
+    """A puzzle solved long ago meets a risen difficulty: the page solves the fresh
+    puzzle of the refusal and sends the same message, which arrives intact."""
+    from test_pow import MESSAGE, stale_first
+
+    keypair = generate_keypair()
+    owner = InboxClient(live_server.url, keypair)
+    link = owner.register("")["link"]
+    stale_first(live_server.app.extensions["secretlink.pow"], MESSAGE, monkeypatch)
+    # The 400 pow_stale answer is logged to the console on purpose here.
+    sender = new_page(browser, PageErrors())
+    posts = []
+    sender.on(
+        "response",
+        lambda response: response.url.endswith("/messages") and posts.append(response.status),
+    )
+    text = "written while a flood raised the difficulty ✓"
+    send_in_browser(sender, link, text)
+    assert posts == [400, 201]  # pow_stale, then the same message with the fresh puzzle
+    [message] = owner.messages()
+    opened = open_envelope(b64decode(message.ciphertext), keypair.secret_key, keypair.public_key)
+    assert opened.text == text
+
+
+def test_start_page_solves_the_creation_puzzle_again_when_stale(browser, live_server, monkeypatch):
+    """Creating an inbox costs a creation puzzle; a stale one is solved again."""
+    from test_pow import stale_first
+
+    from secretlink.pow import CREATE_INBOX
+
+    stale_first(live_server.app.extensions["secretlink.pow"], CREATE_INBOX, monkeypatch)
+    # The 400 pow_stale answer is logged to the console on purpose here.
+    page = new_page(browser, PageErrors())
+    puts = []
+    page.on(
+        "response",
+        lambda response: response.request.method == "PUT" and puts.append(response.status),
+    )
+    link = create_inbox_in_browser(page, live_server.url, prompt="after a flood")
+    assert puts == [400, 201]
+    public_key = link.rsplit("/", 1)[1]
+    shown = live_server.app.test_client().get(f"/api/v1/inboxes/{public_key}").get_json()
+    assert shown["prompt"] == "after a flood"

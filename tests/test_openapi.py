@@ -77,11 +77,22 @@ def documented_codes(response: dict) -> list[str | None]:
     media = resolve(response).get("content", {}).get("application/json")
     if media is None:
         return [None]
-    parts = media["schema"].get("allOf", [])
-    if not any(part.get("$ref") == "#/components/schemas/Error" for part in parts):
-        return [None]
-    (codes,) = [part["properties"]["code"]["enum"] for part in parts if "properties" in part]
-    return codes
+    schema = media["schema"]
+    # An error with a member of its own (pow_stale's fresh puzzle) is one of two shapes.
+    alternatives = schema.get("oneOf", [schema])
+    codes = [
+        resolve(part)["properties"]["code"]["const"]
+        for part in alternatives
+        if part.get("$ref") == "#/components/schemas/PowStale"
+    ]
+    for part in alternatives:
+        pieces = part.get("allOf", [])
+        if any(piece.get("$ref") == "#/components/schemas/Error" for piece in pieces):
+            (enum,) = [
+                piece["properties"]["code"]["enum"] for piece in pieces if "properties" in piece
+            ]
+            codes += enum
+    return codes or [None]
 
 
 # ---- 1. served, valid, complete ----
@@ -341,6 +352,72 @@ def create_another_inbox(w: World):
     return w.inbox("PUT", token=token, key=keypair.public_key_text, json={})
 
 
+def create_with(w: World, fields: Callable[[World, str], dict]):
+    """PUT a new inbox (its own key and token) with the body `fields(w, key)` gives."""
+    keypair = generate_keypair()
+    token = get_token(w.client, keypair)
+    key = keypair.public_key_text
+    return w.inbox("PUT", token=token, key=key, json=fields(w, key))
+
+
+def creation_solved(w: World, key: str) -> dict:
+    response = w.inbox("POST", "/creation-puzzle", key=key)
+    assert response.status_code == 200
+    puzzle = response.get_json()
+    return {"puzzle": puzzle["puzzle"], "solution": solve(puzzle["puzzle"], puzzle["difficulty"])}
+
+
+def creation_wrong(w: World, key: str) -> dict:
+    puzzle = w.inbox("POST", "/creation-puzzle", key=key).get_json()
+    counter = next(c for c in range(1000) if not meets(puzzle["puzzle"], c, puzzle["difficulty"]))
+    return {"puzzle": puzzle["puzzle"], "solution": counter}
+
+
+def creation_expired(w: World):
+    keypair = generate_keypair()
+    key = keypair.public_key_text
+    fields = creation_solved(w, key)
+    w.later(601)  # then a token, which lives only 600 s
+    return w.inbox("PUT", token=get_token(w.client, keypair), key=key, json=fields)
+
+
+def creation_twice(w: World):
+    keypair = generate_keypair()
+    token = get_token(w.client, keypair)
+    key = keypair.public_key_text
+    fields = creation_solved(w, key)
+    assert w.inbox("PUT", token=token, key=key, json=fields).status_code == 201
+    w.inbox("DELETE", token=token, key=key)
+    return w.inbox("PUT", token=token, key=key, json=fields)
+
+
+def stale_puzzles(w: World, ask: Callable[[], dict], count: int = 8) -> list[dict]:
+    """Solved puzzles issued more than 120 s ago, while the difficulty was lower."""
+    gate = w.app.extensions["secretlink.pow"]
+    issued = time.time() - 200
+    gate.clock = lambda: issued
+    puzzles = [ask() for _ in range(count)]
+    gate.clock = time.time
+    gate.base_difficulty += 4  # the operator raised the setting since
+    return [
+        {"puzzle": p["puzzle"], "solution": solve(p["puzzle"], p["difficulty"])}
+        for p in puzzles
+        if not meets(p["puzzle"], solve(p["puzzle"], p["difficulty"]), p["difficulty"] + 6)
+    ]
+
+
+def stale_message_puzzle(w: World):
+    return w.post_message(**stale_puzzles(w, w.puzzle)[0])
+
+
+def stale_creation_puzzle(w: World):
+    keypair = generate_keypair()
+    key = keypair.public_key_text
+    token = get_token(w.client, keypair)
+    ask = lambda: w.inbox("POST", "/creation-puzzle", key=key).get_json()  # noqa: E731
+    return w.inbox("PUT", token=token, key=key, json=stale_puzzles(w, ask)[0])
+
+
 def v1_envelope(first: bytes = b"\x01", key: bytes | None = None) -> bytes:
     """306 bytes (the smallest v1 length) with a chosen version byte and ephemeral key."""
     return first + (key if key is not None else generate_keypair().public_key) + bytes(273)
@@ -495,6 +572,26 @@ PROBES = [
         "prompt_too_long",
         lambda w: w.inbox("PUT", token=w.token, json={"prompt": "a" * 501}),
     ),
+    P("save_inbox", 201, None, lambda w: create_with(w, creation_solved), POW),
+    P("save_inbox", 400, "pow_required", lambda w: create_with(w, lambda w, k: {}), POW),
+    P(
+        "save_inbox",
+        400,
+        "bad_field",
+        lambda w: create_with(w, lambda w, k: {"puzzle": 1, "solution": "1"}),
+        POW,
+    ),
+    P(
+        "save_inbox",
+        400,
+        "bad_puzzle",
+        lambda w: create_with(w, lambda w, k: {"puzzle": "x", "solution": 0}),
+        POW,
+    ),
+    P("save_inbox", 400, "bad_solution", lambda w: create_with(w, creation_wrong), POW),
+    P("save_inbox", 400, "puzzle_expired", creation_expired, POW),
+    P("save_inbox", 400, "puzzle_used", creation_twice, POW),
+    P("save_inbox", 400, "pow_stale", stale_creation_puzzle, POW),
     P("save_inbox", 401, "token_required", lambda w: w.inbox("PUT", json={})),
     P("save_inbox", 401, "bad_token", lambda w: w.inbox("PUT", token="forged", json={})),
     P("save_inbox", 401, "token_expired", lambda w: w.inbox("PUT", token=w.expired_token())),
@@ -540,6 +637,27 @@ PROBES = [
         twice(lambda w: w.inbox("POST", "/puzzle")),
         CLIENT_LIMIT,
     ),
+    # POST /inboxes/{public_key}/creation-puzzle
+    P(
+        "create_inbox_puzzle",
+        200,
+        None,
+        lambda w: w.inbox("POST", "/creation-puzzle", key=unknown_key()),
+        POW,
+    ),
+    P(
+        "create_inbox_puzzle",
+        400,
+        "bad_public_key",
+        lambda w: w.inbox("POST", "/creation-puzzle", key=BAD_KEY),
+    ),
+    P(
+        "create_inbox_puzzle",
+        429,
+        "rate_limited",
+        twice(lambda w: w.inbox("POST", "/creation-puzzle")),
+        CLIENT_LIMIT,
+    ),
     # POST /inboxes/{public_key}/messages
     P("post_message", 201, None, lambda w: w.post_message()),
     P("post_message", 201, None, lambda w: w.post_message(**solved(w)), POW),
@@ -578,6 +696,7 @@ PROBES = [
     P("post_message", 400, "bad_solution", wrong_solution, POW),
     P("post_message", 400, "puzzle_expired", expired_puzzle, POW),
     P("post_message", 400, "puzzle_used", puzzle_twice, POW),
+    P("post_message", 400, "pow_stale", stale_message_puzzle, POW),
     P(
         "post_message",
         404,

@@ -155,10 +155,16 @@ def test_integrity_hash_matches_the_served_file(client, page):
         assert integrity == sri(served.data), url
 
 
-def test_sender_page_names_its_worker_by_integrity(client, keypair):
+@pytest.mark.parametrize("which", ["sender", "start"])
+def test_pages_that_solve_puzzles_name_their_worker_by_integrity(client, keypair, which):
+    """The sender page (a puzzle per message) and the start page (one to create an inbox)."""
     register(client, keypair)
-    page = client.get(f"/to/{keypair.public_key_text}").get_data(as_text=True)
-    form = re.search(r'<form\b[^>]*id="send-form"[^>]*>', page).group(0)
+    path, form_id = {
+        "sender": (f"/to/{keypair.public_key_text}", "send-form"),
+        "start": ("/", "create-form"),
+    }[which]
+    page = client.get(path).get_data(as_text=True)
+    form = re.search(rf'<form\b[^>]*id="{form_id}"[^>]*>', page).group(0)
     url = re.search(r'data-pow-worker="([^"]+)"', form).group(1)
     integrity = re.search(r'data-pow-worker-integrity="([^"]+)"', form).group(1)
     assert url.startswith("/static/build/pow-worker.js")

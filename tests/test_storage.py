@@ -9,7 +9,14 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 
 from secretlink.crypto import generate_keypair
-from secretlink.storage import MessageRow, Storage, UsedNonceRow, expiry, utcnow
+from secretlink.storage import (
+    MessageRow,
+    Storage,
+    UsedNonceRow,
+    expiry,
+    spent_nonce_key,
+    utcnow,
+)
 
 
 @pytest.fixture
@@ -97,10 +104,22 @@ def test_a_nonce_is_spent_once(storage):
 
 def test_expired_nonces_are_purged_by_the_next_use(storage):
     expired, fresh = secrets.token_bytes(32), secrets.token_bytes(32)
-    assert storage.use_nonce(expired, utcnow() - timedelta(seconds=1))
+    # Expiries are kept rounded up to the minute: this one is past even so.
+    assert storage.use_nonce(expired, utcnow() - timedelta(seconds=61))
     assert storage.use_nonce(fresh, expiry(60))
     with storage.engine.connect() as connection:
-        assert connection.scalars(select(UsedNonceRow.nonce)).all() == [fresh]
+        assert connection.scalars(select(UsedNonceRow.nonce)).all() == [spent_nonce_key(fresh)]
+
+
+def test_a_nonce_is_kept_until_the_minute_after_its_expiry(storage):
+    """Rounding the expiry up, never down: a purge cannot make a live nonce usable again."""
+    nonce = secrets.token_bytes(32)
+    assert storage.use_nonce(nonce, utcnow() + timedelta(seconds=1))
+    with storage.engine.connect() as connection:
+        [kept] = connection.scalars(select(UsedNonceRow.expires_at)).all()
+    assert kept.second == 0 and kept.microsecond == 0
+    assert kept > utcnow()
+    assert storage.use_nonce(nonce, utcnow() + timedelta(seconds=1)) is False
 
 
 def test_deleting_an_inbox_removes_its_messages_only(storage):

@@ -4,8 +4,9 @@ A solution to puzzle P at difficulty d is a counter c (0 <= c < 2^53) such that
 
     BLAKE2b-256("secretlink/v1/pow" || 0x00 || P || c as 8 bytes big-endian)
 
-starts with d zero bits. P is the puzzle string exactly as the server issued it
-(ASCII). Finding one takes about 2^d hashes; checking one takes one.
+starts with d zero bits. P is the UTF-8 encoding of the puzzle string exactly as the
+server issued it (server puzzles are ASCII; crypto/vectors/pow.json also has
+non-ASCII ones). Finding one takes about 2^d hashes; checking one takes one.
 """
 
 from nacl.encoding import RawEncoder
@@ -17,7 +18,7 @@ MAX_COUNTER = 2**53  # exactly representable in JSON numbers and JavaScript
 
 def pow_hash(puzzle: str, counter: int) -> bytes:
     return blake2b(
-        POW_PURPOSE + puzzle.encode("ascii") + counter.to_bytes(8, "big"),
+        POW_PURPOSE + puzzle.encode("utf-8") + counter.to_bytes(8, "big"),
         digest_size=32,
         encoder=RawEncoder,
     )

@@ -2,13 +2,15 @@
 // proof of possession that turns a key pair into a short-lived access token.
 
 import { b64encode, proveChallenge } from "../../crypto/secretlink.js";
+import { withWork } from "./work.js";
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, data = null) {
     super(message);
     this.name = "ApiError";
     this.status = status;
     this.code = code;
+    this.data = data; // the whole JSON answer (pow_stale carries a fresh puzzle)
   }
 }
 
@@ -39,7 +41,7 @@ export async function request(method, path, { body, token } = {}) {
   }
   if (!response.ok) {
     throw new ApiError(response.status, data?.code ?? "http_error",
-      data?.error ?? `The server answered ${response.status}.`);
+      data?.error ?? `The server answered ${response.status}.`, data);
   }
   return data;
 }
@@ -76,7 +78,12 @@ export function inboxSession(keyPair) {
     }
   }
   return {
-    register: (prompt) => call("PUT", "", { prompt }),
+    // Creating an inbox costs a solved creation puzzle (SPEC 7a); the solving happens
+    // in a worker while progress(percent) reports, and the token is fetched after it.
+    async create(prompt, { progress, onStale } = {}) {
+      const puzzle = await request("POST", `${base}/creation-puzzle`);
+      return withWork(puzzle, (fields) => call("PUT", "", { prompt, ...fields }), { progress, onStale });
+    },
     remove: () => call("DELETE", ""),
     async allMessages() {
       const messages = [];

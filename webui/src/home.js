@@ -14,7 +14,16 @@ async function createInbox(event) {
   say("Making your key and registering the inbox…");
   try {
     const keyPair = generateKeyPair();
-    const inbox = await inboxSession(keyPair).register($("#prompt").value);
+    // Creating an inbox costs a little work (against floods of inboxes): a few
+    // seconds at most on a slow device, done in a worker while this text counts up.
+    let note = "Proving this is not a flood of inboxes (a short computation)…";
+    const inbox = await inboxSession(keyPair).create($("#prompt").value, {
+      progress: (percent) => say(`${note} ${percent}%`),
+      onStale: () => {
+        note = "The server is busy and asks for more work; computing again…";
+        say(note);
+      },
+    });
     // SPEC 4.4: the link the server returns must be exactly this page's origin and our
     // own key. A server that answers with a link to another key would read what senders
     // send; one that points elsewhere is not the server we proved the key to.

@@ -16,17 +16,40 @@ function leadingZeroBits(digest) {
   return bits;
 }
 
-// Calls progress(attempts) now and then; returns the smallest solving counter.
-export function solve(puzzle, difficulty, progress = () => {}) {
-  const puzzleBytes = new TextEncoder().encode(puzzle);
+export const MAX_COUNTER = 2 ** 53;
+
+function hashInput(puzzle) {
+  const puzzleBytes = new TextEncoder().encode(puzzle); // UTF-8, as SPEC 7a says
   const input = new Uint8Array(PURPOSE.length + puzzleBytes.length + 8);
   input.set(PURPOSE);
   input.set(puzzleBytes, PURPOSE.length);
-  const counterAt = PURPOSE.length + puzzleBytes.length;
+  return input;
+}
+
+function setCounter(input, counter) {
   const view = new DataView(input.buffer);
-  for (let counter = 0; counter < 2 ** 53; counter++) {
-    view.setUint32(counterAt, Math.floor(counter / 2 ** 32));
-    view.setUint32(counterAt + 4, counter >>> 0);
+  view.setUint32(input.length - 8, Math.floor(counter / 2 ** 32));
+  view.setUint32(input.length - 4, counter >>> 0);
+}
+
+// The hash a counter gives for a puzzle (for tests and vectors).
+export function powHash(puzzle, counter) {
+  const input = hashInput(puzzle);
+  setCounter(input, counter);
+  return blake2b(input, { dkLen: 32 });
+}
+
+// Whether `counter` solves `puzzle` at `difficulty` bits.
+export function meets(puzzle, counter, difficulty) {
+  if (!Number.isSafeInteger(counter) || counter < 0 || counter >= MAX_COUNTER) return false;
+  return leadingZeroBits(powHash(puzzle, counter)) >= difficulty;
+}
+
+// Calls progress(attempts) now and then; returns the smallest solving counter.
+export function solve(puzzle, difficulty, progress = () => {}) {
+  const input = hashInput(puzzle);
+  for (let counter = 0; counter < MAX_COUNTER; counter++) {
+    setCounter(input, counter);
     if (leadingZeroBits(blake2b(input, { dkLen: 32 })) >= difficulty) return counter;
     if ((counter & 0xfff) === 0xfff) progress(counter + 1);
   }

@@ -11,8 +11,8 @@ import {
   prepareSeal,
 } from "../../crypto/secretlink.js";
 import { request } from "./api.js";
-import { MAX_POW_BITS } from "./pow.js";
 import { $, say } from "./ui.js";
+import { solvePuzzle, withWork } from "./work.js";
 
 const encoder = new TextEncoder();
 const keyText = decodeURIComponent(location.pathname.split("/").pop());
@@ -33,61 +33,12 @@ function showSize() {
   size.dataset.kind = used > MAX_TEXT_BYTES ? "error" : "info";
 }
 
-// The worker's code is fetched with the integrity hash the page names (browsers
-// check no integrity for `new Worker(url)`), then started from that verified copy.
-// Trusted Types (required by the CSP) let a script URL through only via a policy;
-// this one accepts nothing but the blob made here from the verified bytes.
-let workerUrl = null;
-async function verifiedWorkerUrl() {
-  if (workerUrl) return workerUrl;
-  const source = new URL(form.dataset.powWorker, location.href);
-  if (source.origin !== location.origin || !source.pathname.startsWith("/static/build/pow-worker.js")) {
-    throw new Error("The page names an unexpected worker script.");
-  }
-  let response;
-  try {
-    response = await fetch(source, { integrity: form.dataset.powWorkerIntegrity, credentials: "omit" });
-  } catch {
-    throw new Error("The anti-spam script could not be loaded or failed its integrity check.");
-  }
-  if (!response.ok) throw new Error(`The anti-spam script could not be loaded (${response.status}).`);
-  const blobUrl = URL.createObjectURL(new Blob([await response.arrayBuffer()], { type: "text/javascript" }));
-  workerUrl = window.trustedTypes
-    ? trustedTypes
-      .createPolicy("secretlink-worker", { createScriptURL: (value) => (value === blobUrl ? value : null) })
-      .createScriptURL(blobUrl)
-    : blobUrl;
-  return workerUrl;
-}
-
-// The server's puzzle, solved in a Web Worker so the page stays responsive. Progress
-// is shown only while a sender is waiting for it (see `waiting`).
+// Progress is shown only while a sender is waiting for the work (see `waiting`).
 let waiting = false;
+let workNote = "Proving this is not spam (a short computation)…";
 
-async function proofOfWork({ puzzle, difficulty }) {
-  if (!(difficulty >= 0 && difficulty <= MAX_POW_BITS)) {
-    throw new Error("The server asks for an unreasonable amount of work.");
-  }
-  if (difficulty === 0) return 0; // the gate is off on this server
-  const expected = 2 ** difficulty;
-  const url = await verifiedWorkerUrl();
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(url);
-    worker.onmessage = ({ data }) => {
-      if (data.solution !== undefined) {
-        worker.terminate();
-        resolve(data.solution);
-      } else if (waiting) {
-        const share = Math.min(99, Math.round((100 * data.attempts) / expected));
-        say(`Proving this is not spam (a short computation)… ${share}%`);
-      }
-    };
-    worker.onerror = (event) => {
-      worker.terminate();
-      reject(new Error(`The anti-spam computation failed (${event.message}).`));
-    };
-    worker.postMessage({ puzzle, difficulty });
-  });
+function showProgress(percent) {
+  if (waiting) say(`${workNote} ${percent}%`);
 }
 
 // Work done ahead, while the sender writes, so that Send does not wait for it: one
@@ -101,7 +52,7 @@ let sealAhead = null;
 
 async function solvedPuzzle() {
   const puzzle = await request("POST", `${base}/puzzle`);
-  const solution = await proofOfWork(puzzle);
+  const solution = await solvePuzzle(puzzle, showProgress);
   return { puzzle: puzzle.puzzle, solution, expiresAt: puzzle.expires_at * 1000 };
 }
 
@@ -140,20 +91,31 @@ function takeSeal() {
   return prepared;
 }
 
-// A puzzle can go stale between being solved and being sent; one retry with a
-// fresh one then, never more.
-const STALE_PUZZLE = new Set(["puzzle_expired", "puzzle_used", "bad_puzzle"]);
+// A puzzle can go wrong between being solved and being sent: expired, used, or from
+// before a key rotation; one retry with a new puzzle then, never more. A `pow_stale`
+// refusal (the puzzle is over 120 s old and the server's difficulty rose since, as
+// in a flood) carries a fresh puzzle: solve it and send the same ciphertext again.
+const RETRY_WITH_NEW_PUZZLE = new Set(["puzzle_expired", "puzzle_used", "bad_puzzle"]);
 
 async function postMessage(ciphertext) {
+  const send = (fields) => request("POST", `${base}/messages`, { body: { ciphertext, ...fields } });
   for (let attempt = 0; ; attempt++) {
     waiting = true;
     const { puzzle, solution } = await takeProof();
     performance.mark("secretlink:send:proof-ready");
     say("Sending…");
     try {
-      return await request("POST", `${base}/messages`, { body: { ciphertext, puzzle, solution } });
+      return await send({ puzzle, solution });
     } catch (err) {
-      if (attempt > 0 || !STALE_PUZZLE.has(err.code)) throw err;
+      if (err.code === "pow_stale" && err.data?.puzzle) {
+        workNote = "The server is busy and asks for more work; computing again…";
+        say(workNote);
+        return withWork(err.data.puzzle, send, {
+          progress: showProgress,
+          onStale: () => say(workNote),
+        });
+      }
+      if (attempt > 0 || !RETRY_WITH_NEW_PUZZLE.has(err.code)) throw err;
     }
   }
 }
@@ -195,6 +157,7 @@ async function send(event) {
     }
   } finally {
     waiting = false;
+    workNote = "Proving this is not spam (a short computation)…";
     button.disabled = false;
     prepareAhead(); // for a next message
   }
