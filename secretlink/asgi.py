@@ -1,0 +1,189 @@
+"""The app as `secretlink serve` runs it: whole request bodies first, then a thread.
+
+Granian (hyper and rustls, in Rust) parses HTTP and TLS and holds every open
+connection as a cheap async task; it closes a connection whose headers are not
+complete within the header timeout. The Flask app is WSGI, which reads the body
+from inside a worker thread: a client that sends its headers and then its body at
+a trickle would hold that thread for as long as it liked. So this layer reads the
+whole body on the event loop first, with a deadline that grows with every byte
+received (`header_timeout` + bytes so far / `body_min_rate`), and only a request
+whose body has fully arrived gets a thread (a2wsgi's pool of `threads` threads).
+A body that is too slow is answered 408, one that is too large 413, and one whose
+framing is broken (bad chunk sizes, chunk data without its CRLF) 400: always JSON
+with the security headers, and the connection is closed.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from a2wsgi import WSGIMiddleware
+
+from secretlink.security import HEADERS
+
+log = logging.getLogger("secretlink.server")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class BodyPolicy:
+    """How much of a body is accepted, and how fast it must arrive."""
+
+    max_bytes: int
+    min_rate: int  # bytes per second, averaged from the end of the headers
+    grace_seconds: float  # allowance before the rate applies (the header timeout)
+
+    def deadline(self, started: float, received: int) -> float:
+        """The moment by which more of the body must have arrived."""
+        return started + self.grace_seconds + received / self.min_rate
+
+
+class Refused(Exception):
+    """The body will not be read to the end: answer `status` and close."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def refusal_for_broken_framing() -> Refused:
+    return Refused(
+        400,
+        "bad_framing",
+        "the request body ended early or its chunked framing is malformed",
+    )
+
+
+def content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"content-length":
+            # The server has checked the header's syntax; it would not be here otherwise.
+            return int(value)
+    return None
+
+
+async def read_body(scope: Scope, receive: Receive, policy: BodyPolicy) -> bytes:
+    """The whole body, or Refused; never waits past the policy's deadline."""
+    declared = content_length(scope)
+    if declared is not None and declared > policy.max_bytes:
+        raise Refused(413, "too_large", "request body is too large")
+    started = time.monotonic()
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        remaining = policy.deadline(started, received) - time.monotonic()
+        if remaining <= 0:
+            raise Refused(
+                408,
+                "request_timeout",
+                f"the request body arrived too slowly (at least {policy.min_rate} bytes "
+                "per second are needed)",
+            )
+        try:
+            message = await asyncio.wait_for(receive(), remaining)
+        except TimeoutError:
+            continue  # the deadline check above answers
+        if message["type"] == "http.disconnect":
+            # Granian reports a body that hyper could not parse (a chunk size `zz`,
+            # chunk data without its CRLF) as a disconnect: answer it, in case the
+            # client is still there to read the answer.
+            raise refusal_for_broken_framing()
+        chunk = message.get("body", b"")
+        received += len(chunk)
+        if received > policy.max_bytes:
+            raise Refused(413, "too_large", "request body is too large")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def error_headers(scope: Scope, body: bytes) -> list[tuple[bytes, bytes]]:
+    """The headers the app's own answers carry (secretlink.security), for ours too."""
+    headers = {name.lower(): value for name, value in HEADERS.items()}
+    headers |= {
+        "content-type": "application/json",
+        "content-length": str(len(body)),
+        "cache-control": "no-store",
+        # The rest of the body (if any) is not read: the connection cannot be reused.
+        "connection": "close",
+    }
+    if scope.get("scheme") == "https":
+        headers["strict-transport-security"] = "max-age=63072000"
+    return [(name.encode(), value.encode()) for name, value in headers.items()]
+
+
+async def answer_error(scope: Scope, send: Send, refusal: Refused) -> None:
+    body = json.dumps({"error": refusal.message, "code": refusal.code}).encode()
+    start = {"type": "http.response.start", "status": refusal.status}
+    try:
+        await send(start | {"headers": error_headers(scope, body)})
+        await send({"type": "http.response.body", "body": body})
+    except Exception:  # noqa: S110 - the client left: nobody is there to answer
+        pass
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A receive() that hands over the body read already, then waits as the server's."""
+    delivered = False
+
+    async def replayed() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed
+
+
+def with_length(scope: Scope, length: int) -> Scope:
+    """The request as the app should see it: the body is whole, so it has a length.
+
+    Without this a chunked body would reach WSGI with no CONTENT_LENGTH, which
+    Werkzeug reads as an empty body.
+    """
+    headers = [
+        (name, value)
+        for name, value in scope.get("headers", ())
+        if name.lower() not in (b"content-length", b"transfer-encoding")
+    ]
+    if length or scope.get("method") not in ("GET", "HEAD", "OPTIONS", "DELETE"):
+        headers.append((b"content-length", str(length).encode()))
+    return scope | {"headers": headers}
+
+
+class WholeBodyFirst:
+    """ASGI middleware: read the whole body under the policy, then call `app`."""
+
+    def __init__(self, app: ASGIApp, policy: BodyPolicy):
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await read_body(scope, receive, self.policy)
+        except Refused as refusal:
+            log.info("request refused before the app: %d %s", refusal.status, refusal.code)
+            await answer_error(scope, send, refusal)
+            return
+        await self.app(with_length(scope, len(body)), replay(body, receive), send)
+
+
+def wsgi_as_asgi(wsgi_app: Callable, threads: int, policy: BodyPolicy) -> ASGIApp:
+    """The WSGI app in a pool of `threads` threads, behind WholeBodyFirst."""
+    return WholeBodyFirst(WSGIMiddleware(wsgi_app, workers=threads), policy)
