@@ -8,9 +8,10 @@ a trickle would hold that thread for as long as it liked. So this layer reads th
 whole body on the event loop first, with a deadline that grows with every byte
 received (`header_timeout` + bytes so far / `body_min_rate`), and only a request
 whose body has fully arrived gets a thread (a2wsgi's pool of `threads` threads).
-A body that is too slow is answered 408, one that is too large 413, and one whose
-framing is broken (bad chunk sizes, chunk data without its CRLF) 400: always JSON
-with the security headers, and the connection is closed.
+A body that is too slow is answered 408, one that is too large 413, one whose
+framing is broken (bad chunk sizes, chunk data without its CRLF) 400, and one sent
+with a transfer coding other than chunked 501: always JSON with the security
+headers, and the connection is closed.
 """
 
 import asyncio
@@ -65,6 +66,14 @@ def refusal_for_broken_framing() -> Refused:
     )
 
 
+def transfer_codings(scope: Scope) -> list[str]:
+    codings = []
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"transfer-encoding":
+            codings += [part.strip().lower() for part in value.decode("latin-1").split(",")]
+    return [coding for coding in codings if coding]
+
+
 def content_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", ()):
         if name.lower() == b"content-length":
@@ -75,6 +84,15 @@ def content_length(scope: Scope) -> int | None:
 
 async def read_body(scope: Scope, receive: Receive, policy: BodyPolicy) -> bytes:
     """The whole body, or Refused; never waits past the policy's deadline."""
+    if any(coding != "chunked" for coding in transfer_codings(scope)):
+        # The parser only decodes chunked; the app would get gzip (or other) bytes as
+        # if they were the body. (A coding list that does not end in chunked never
+        # gets here: the parser answers it 400 itself.)
+        raise Refused(
+            501,
+            "unsupported_transfer_coding",
+            "the only transfer coding accepted is chunked",
+        )
     declared = content_length(scope)
     if declared is not None and declared > policy.max_bytes:
         raise Refused(413, "too_large", "request body is too large")
