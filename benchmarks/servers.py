@@ -44,7 +44,13 @@ CANDIDATES = {
         "waitress",
         "waitress-serve --threads 8 --listen 127.0.0.1:{port} benchmarks.bare_app:app",
     ),
-    "granian ASGI 2 + secretlink.asgi (8 threads each)": (
+    "granian ASGI 2 + body layer + a2wsgi (8 threads each)": (
+        "granian",
+        "granian --interface asginl --workers 2 --http 1 --http1-header-read-timeout 10000 "
+        "--http1-buffer-size 16384 --backpressure 4096 --port {port} --log-level warning "
+        "benchmarks.bare_app:asgi_app_a2wsgi",
+    ),
+    "granian ASGI 2 + secretlink.asgi (8 threads each; chosen)": (
         "granian",
         "granian --interface asginl --workers 2 --http 1 --http1-header-read-timeout 10000 "
         "--http1-buffer-size 16384 --backpressure 4096 --port {port} --log-level warning "

@@ -7,7 +7,7 @@ from inside a worker thread: a client that sends its headers and then its body a
 a trickle would hold that thread for as long as it liked. So this layer reads the
 whole body on the event loop first, with a deadline that grows with every byte
 received (`header_timeout` + bytes so far / `body_min_rate`), and only a request
-whose body has fully arrived gets a thread (a2wsgi's pool of `threads` threads).
+whose body has fully arrived gets a thread (a pool of `threads` threads).
 A body that is too slow is answered 408, one that is too large 413, one whose
 framing is broken (bad chunk sizes, chunk data without its CRLF) 400, and one sent
 with a transfer coding other than chunked 501: always JSON with the security
@@ -15,14 +15,16 @@ headers, and the connection is closed.
 """
 
 import asyncio
+import io
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from a2wsgi import WSGIMiddleware
+from a2wsgi.wsgi import build_environ
 
 from secretlink.security import HEADERS
 
@@ -109,7 +111,9 @@ async def read_body(scope: Scope, receive: Receive, policy: BodyPolicy) -> bytes
                 "per second are needed)",
             )
         try:
-            message = await asyncio.wait_for(receive(), remaining)
+            # asyncio.timeout, not wait_for: no extra task per request.
+            async with asyncio.timeout(remaining):
+                message = await receive()
         except TimeoutError:
             continue  # the deadline check above answers
         if message["type"] == "http.disconnect":
@@ -202,6 +206,50 @@ class WholeBodyFirst:
         await self.app(with_length(scope, len(body)), replay(body, receive), send)
 
 
+class BufferedWSGI:
+    """ASGI to WSGI: one hop to a worker thread per request, which runs the app to the
+    end and hands back the whole answer.
+
+    The body has fully arrived before (WholeBodyFirst), and every answer of this app
+    is built in memory anyway (JSON, pages, static files of a few KiB), so nothing is
+    streamed: a thread never waits for the event loop or for a client that reads
+    slowly, and each request costs one thread hop instead of one per chunk (as a
+    streaming adapter such as a2wsgi's WSGIMiddleware needs). The WSGI environ is
+    built by a2wsgi.
+    """
+
+    def __init__(self, wsgi_app: Callable, threads: int):
+        self.wsgi_app = wsgi_app
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsgi")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()  # the whole body, replayed by WholeBodyFirst
+        environ = build_environ(scope, io.BytesIO(message.get("body", b"")))
+        loop = asyncio.get_running_loop()
+        status, headers, body = await loop.run_in_executor(self.executor, self.run, environ)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def run(self, environ: dict) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        answer: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list, exc_info=None):
+            answer["status"] = int(status.split(" ", 1)[0])
+            answer["headers"] = [
+                (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers
+            ]
+            return chunks.append  # WSGI's write(), which Flask never uses
+
+        chunks: list[bytes] = []
+        iterable = self.wsgi_app(environ, start_response)
+        try:
+            chunks.extend(iterable)
+        finally:
+            if hasattr(iterable, "close"):
+                iterable.close()
+        return answer["status"], answer["headers"], b"".join(chunks)
+
+
 def wsgi_as_asgi(wsgi_app: Callable, threads: int, policy: BodyPolicy) -> ASGIApp:
     """The WSGI app in a pool of `threads` threads, behind WholeBodyFirst."""
-    return WholeBodyFirst(WSGIMiddleware(wsgi_app, workers=threads), policy)
+    return WholeBodyFirst(BufferedWSGI(wsgi_app, threads), policy)
