@@ -226,7 +226,15 @@ class BufferedWSGI:
         message = await receive()  # the whole body, replayed by WholeBodyFirst
         environ = build_environ(scope, io.BytesIO(message.get("body", b"")))
         loop = asyncio.get_running_loop()
-        status, headers, body = await loop.run_in_executor(self.executor, self.run, environ)
+        try:
+            status, headers, body = await loop.run_in_executor(self.executor, self.run, environ)
+        except Exception:
+            # Flask answers its own errors; this is a failure outside it. Answer as the
+            # app would (JSON, security headers) rather than with the server's bare 500.
+            log.exception("internal error outside the app")
+            failure = Refused(500, "internal_error", "the server failed; nothing was stored")
+            await answer_error(scope, send, failure)
+            return
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
