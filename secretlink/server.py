@@ -138,6 +138,9 @@ def granian_server(settings: Settings, app_factory=None):
         log_level=LogLevels(settings.log_level.lower()),
         log_access=False,  # an access log would record every client's address
         workers_kill_timeout=GRACEFUL_SECONDS,
+        # A worker that dies (out of memory, a crash in a C library) is replaced; one
+        # that keeps dying right after its start stops the whole server.
+        respawn_failed_workers=True,
         **tls,
     )
     loader = functools.partial(load_app, settings, app_factory)
