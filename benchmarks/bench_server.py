@@ -1,10 +1,11 @@
 """The benchmark instance: `secretlink serve`'s production stack, plus a baseline.
 
-It is the same gunicorn configuration and the same app as `secretlink serve`, with
+It is the same granian configuration, body layer and app as `secretlink serve`, with
 one extra endpoint, POST /bench/echo, which parses a JSON body and answers 201 like
 the message endpoint does but stores nothing: the trivial baseline the goals are
-measured against. Rate limits and the proof-of-work gate are off (the load comes
-from one address, and the goals measure the service, not the puzzle).
+measured against (so the baseline is the chosen server answering a trivial POST).
+Rate limits and the proof-of-work gate are off (the load comes from one address,
+and the goals measure the service, not the puzzle).
 
     python -m benchmarks.bench_server PORT
 """
@@ -12,22 +13,22 @@ from one address, and the goals measure the service, not the puzzle).
 import sys
 from dataclasses import replace
 
-from flask import jsonify, request
+from flask import Flask, jsonify, request
 
-from secretlink.server import SecretlinkServer, prepare
+from secretlink.app import create_app
+from secretlink.server import prepare, run
 from secretlink.settings import Settings
 
 
-class BenchServer(SecretlinkServer):
-    def load(self):
-        app = super().load()
+def bench_app(settings: Settings) -> Flask:
+    app = create_app(settings)
 
-        @app.post("/bench/echo")
-        def echo():
-            body = request.get_json()
-            return jsonify(id="x" * 22, size=len(body.get("ciphertext", ""))), 201
+    @app.post("/bench/echo")
+    def echo():
+        body = request.get_json()
+        return jsonify(id="x" * 22, size=len(body.get("ciphertext", ""))), 201
 
-        return app
+    return app
 
 
 def main() -> None:
@@ -38,7 +39,7 @@ def main() -> None:
         pow_difficulty=0,
         log_level="WARNING",
     )
-    BenchServer(prepare(settings)).run()
+    run(prepare(settings), app_factory=bench_app)
 
 
 if __name__ == "__main__":

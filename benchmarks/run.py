@@ -173,9 +173,9 @@ P1_SECONDS = 6
 
 
 def p1_throughput(work: Path) -> Result:
-    # Alternating rounds, medians: gunicorn's workers share one listening socket, and
-    # how wrk's 32 connections happen to fall on the two workers varies from run to
-    # run; alternation also spreads any drift of the machine over both sides.
+    # Alternating rounds, medians: the workers share one listening socket, and how
+    # wrk's 32 connections happen to fall on the two workers varies from run to run;
+    # alternation also spreads any drift of the machine over both sides.
     with instance(work / "p1") as server:
         keypair = new_inbox(server.url)
         body = message_body(keypair)

@@ -163,7 +163,7 @@ def main() -> None:
     "made once and kept in the data folder.",
 )
 def serve(self_signed: bool, **overrides) -> None:
-    """Run the service with gunicorn (configured by SECRETLINK_* variables)."""
+    """Run the service with granian (configured by SECRETLINK_* variables)."""
     from secretlink import tls
     from secretlink.assets import MissingAssetError, check_installed
     from secretlink.server import serve as run_server
@@ -181,7 +181,7 @@ def serve(self_signed: bool, **overrides) -> None:
         cert, key = tls.self_signed(settings.data_dir, settings.tls_hostnames)
         settings = replace(settings, tls_cert=cert, tls_key=key)
     elif settings.tls_cert and settings.tls_key:
-        # Before gunicorn, whose workers would otherwise fail one after another.
+        # Before the server starts, whose workers would otherwise fail one after another.
         tls.check_pair(settings.tls_cert, settings.tls_key)
     using_database(settings.with_data_dir(default_instance_path()))
     run_server(settings)

@@ -132,7 +132,7 @@ class GroupCommit:
         return pending.stored
 
     def _ensure_writer(self) -> None:
-        # Started on first use, so that it lives in the process that serves (gunicorn
+        # Started on first use, so that it lives in the process that serves (the server
         # forks workers; threads do not survive a fork).
         if self._thread is not None and self._thread.is_alive():
             return

@@ -1,11 +1,11 @@
 """Logging that cannot leak who the clients are.
 
 secretlink itself never logs addresses or user agents, and the server it runs
-(gunicorn, for `secretlink serve`) writes no access log; the tests' live server
+(granian, for `secretlink serve`) writes no access log; the tests' live server
 (waitress) writes none either. As a second line of defence, every log
 record passes through a filter that replaces anything shaped like an IP address
-or an inbox key, so a library's debug message (gunicorn logs "Invalid request from
-ip=..." and each request's path at DEBUG) cannot put one in the log either.
+or an inbox key, so a library's debug message (a server may log a peer's address
+or a request's path at DEBUG) cannot put one in the log either.
 
 Flask-Limiter logs every refusal at INFO, as "ratelimit 2 per 1 minute
 (client:<hash>) exceeded at endpoint: send-client". The hash is no address, but
@@ -56,6 +56,10 @@ class RedactAddresses(logging.Filter):
         return True
 
 
+# The servers' and libraries' loggers that keep handlers of their own (granian's
+# "_granian" is also where its Rust side logs); they are sent through the root's.
+SERVER_LOGGERS = ("_granian", "granian.access", "waitress", "flask-limiter", "werkzeug")
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -67,7 +71,7 @@ def configure(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for name in ("gunicorn.error", "gunicorn.access", "waitress", "flask-limiter", "werkzeug"):
+    for name in SERVER_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
@@ -88,7 +92,7 @@ def quiet_limiter_log(level: str) -> None:
     logging.getLogger("flask-limiter").setLevel(quiet)
 
 
-_FILTERED_LOGGERS = ("werkzeug", "waitress", "gunicorn.error", "gunicorn.access", "flask-limiter")
+_FILTERED_LOGGERS = ("werkzeug", "waitress", "_granian", "granian.access", "flask-limiter")
 
 
 def install_filters() -> None:

@@ -98,6 +98,13 @@ def _hostnames(text: str) -> tuple[str, ...]:
     return names
 
 
+def _header_timeout(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 60:
+        raise ValueError("must be from 1 to 60 seconds")
+    return value
+
+
 def _pow_bits(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 24:
@@ -203,6 +210,22 @@ class Settings:
         8,
         _int_at_least(1),
         "Threads per worker process (more threads let concurrent messages share a commit).",
+    )
+    header_timeout: int = setting(
+        10,
+        _header_timeout,
+        "Seconds a client has to send a request's headers (from 1 to 60), and the grace "
+        "before `SECRETLINK_BODY_MIN_RATE` applies to its body; an idle connection is "
+        "closed after as long. Headers are at most 16 KiB: the least rate an honest "
+        "client needs is 16 KiB / this (1.6 KiB/s at 10 s).",
+    )
+    body_min_rate: int = setting(
+        1024,
+        _int_at_least(1),
+        "Bytes per second a request body must average after the header timeout's grace: "
+        "a body must be complete within header timeout + its size / this rate, or the "
+        "request is answered 408 and the connection closed. The largest message (88 KiB) "
+        "may take 10 + 86 s at the defaults.",
     )
     trusted_proxy_hops: int = setting(
         0,

@@ -208,7 +208,7 @@ class LiveServer:
 def live_server(tmp_path) -> Iterator[LiveServer]:
     """The real app on a real socket, served by waitress in a thread of the test process.
 
-    `secretlink serve` runs gunicorn instead; tests/test_serve.py covers that stack."""
+    `secretlink serve` runs granian instead; tests/test_serve.py covers that stack."""
     # The CLI and browser flows send more from one address than the default limits
     # allow; the limits have tests of their own (test_limits.py).
     # A real but cheap proof of work: the CLI and the browser solve it as in production.

@@ -1,9 +1,11 @@
-"""Request-body limits against a real `secretlink serve` (gunicorn), over raw sockets.
+"""Request-body limits against a real `secretlink serve`, over raw sockets.
 
-Gunicorn hands a chunked body to the app without a Content-Length and marks the input
-as terminated; Werkzeug then wraps it in a stream that stops at the limit *without
-raising*. These tests check that such a body is refused with 413, not cut and stored,
-and that a declared Content-Length over the limit is refused from the header alone.
+The server's body layer (secretlink/asgi.py) counts a chunked body as it arrives and
+refuses it past the limit; a plain WSGI server would hand it to Werkzeug, whose stream
+stops at the limit *without raising* (the app checks for that too). These tests check
+that such a body is refused with 413, not cut and stored, that one at the limit is
+taken, and that a declared Content-Length over the limit is refused from the header
+alone.
 """
 
 import contextlib

@@ -1,7 +1,7 @@
 """Many senders at once against the real server, with the rate limits on.
 
 64 threads, each with its own connection, post to one inbox of `secretlink serve`
-(two gunicorn workers) whose per-inbox limit is far below what they send. Every
+(two granian workers) whose per-inbox limit is far below what they send. Every
 answer must be a 201 or a 429 with Retry-After: never a 5xx, never a dropped
 connection; and the inbox must hold exactly the messages that were answered 201.
 """

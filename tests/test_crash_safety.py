@@ -1,6 +1,6 @@
 """A crash under load loses no acknowledged message, duplicates none, leaves no debris.
 
-The real `secretlink serve` (gunicorn master and two workers, SQLite) takes messages
+The real `secretlink serve` (granian main process and two workers, SQLite) takes messages
 from many concurrent senders; mid-load the whole process group gets SIGKILL, as
 from the OOM killer or `kill -9`: no graceful shutdown, requests cut off in the
 middle. After a restart on the same data folder, every message that was answered

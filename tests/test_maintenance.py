@@ -35,7 +35,7 @@ def assert_one_line_failure(returncode: int, stderr: str, *fragments: str) -> No
 
 
 def serve_once(tmp_path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`secretlink serve` that is expected to stop before gunicorn starts."""
+    """`secretlink serve` that is expected to stop before the server starts."""
     from test_serve import free_port
 
     port = str(free_port())
@@ -303,7 +303,7 @@ def test_serve_stops_with_one_line_before_starting(tmp_path, args, env, expected
 def test_serve_remakes_a_damaged_self_signed_certificate(tmp_path):
     """--self-signed reuses its pair; a damaged one is made anew, not a traceback.
 
-    Stopped right after by a database that is behind, before gunicorn starts."""
+    Stopped right after by a database that is behind, before the server starts."""
     from secretlink.tls import self_signed
 
     (tmp_path / "data").mkdir()
