@@ -29,6 +29,8 @@ MAX_PROMPT_CHARS = 500
 # Message ids are random base64url; anything else names no message (and must not
 # reach the database: PostgreSQL refuses NUL characters with an error).
 MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# ASCII digits only: int() alone would take " 5 ", Arabic-Indic digits and "1_0".
+WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
 # Unpadded base64url of the largest v1 envelope.
 MAX_CIPHERTEXT_CHARS = (MAX_ENVELOPE * 4 + 2) // 3
 
@@ -215,10 +217,10 @@ def list_messages(public_key: str):
     require_token(public_key)
     require_inbox(public_key)
     page_size = current_app.config["SECRETLINK"].page_size
-    try:
-        limit = int(request.args.get("limit", page_size))
-    except ValueError:
-        raise ApiError(400, "bad_limit", "limit must be a whole number") from None
+    limit_text = request.args.get("limit", str(page_size))
+    if not WHOLE_NUMBER.fullmatch(limit_text):
+        raise ApiError(400, "bad_limit", "limit must be a whole number (ASCII digits only)")
+    limit = int(limit_text)
     if not 1 <= limit <= page_size:
         raise ApiError(400, "bad_limit", f"limit must be from 1 to {page_size}")
     before = request.args.get("before") or None

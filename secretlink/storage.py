@@ -117,7 +117,18 @@ class Storage:
     # ---- inboxes ----
 
     def save_inbox(self, public_key: str, prompt: str) -> bool:
-        """Create the inbox or update its prompt; True when it was created."""
+        """Create the inbox or update its prompt; True when it was created.
+
+        Two requests creating the same inbox at once both find no row; the second
+        insert then breaks the primary key. That request lost the race, not its
+        inbox: it runs again and finds the row to update (the last prompt wins).
+        """
+        try:
+            return self._create_or_update_inbox(public_key, prompt)
+        except IntegrityError:
+            return self._create_or_update_inbox(public_key, prompt)
+
+    def _create_or_update_inbox(self, public_key: str, prompt: str) -> bool:
         with self._session.begin() as session:
             row = session.get(InboxRow, public_key)
             if row is not None:

@@ -292,3 +292,28 @@ def test_a_new_sqlite_database_and_its_journal_are_private(tmp_path):
             assert mode == 0o600, (name, oct(mode))
     finally:
         storage.engine.dispose()
+
+
+def test_concurrent_creations_of_one_inbox_all_succeed(storage):
+    """Requests creating the same inbox at once: one creates it, the others update it,
+    none fails on the primary key (this used to be a 500 UNIQUE constraint)."""
+    import threading
+
+    public_key = generate_keypair().public_key_text
+    start = threading.Barrier(8)
+    results: list[object] = []
+
+    def create(number: int) -> None:
+        start.wait()
+        try:
+            results.append(storage.save_inbox(public_key, f"prompt {number}"))
+        except Exception as exc:  # the assertion below shows what went wrong
+            results.append(exc)
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(map(repr, results)) == sorted(["True"] + ["False"] * 7)
+    assert storage.get_inbox(public_key).prompt.startswith("prompt ")
