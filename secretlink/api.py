@@ -20,6 +20,7 @@ from secretlink.crypto import (
 from secretlink.crypto.envelope import MAX_ENVELOPE
 from secretlink.crypto.keys import check_public_key
 from secretlink.errors import ApiError, require_text
+from secretlink.limits import budgets
 from secretlink.origin import link_for, request_origin
 from secretlink.storage import Storage, received_at_text
 
@@ -102,6 +103,13 @@ def require_token(public_key: str) -> None:
     authenticator().check_token(request.headers.get("Authorization"), public_key)
 
 
+def require_owner(public_key: str, kind: str) -> None:
+    """The token must verify; only then does the request count, on this inbox's budget
+    for owners (`kind` "read" or "write"), so strangers cannot spend it."""
+    require_token(public_key)
+    budgets().charge_owner(public_key, kind)
+
+
 def require_inbox(public_key: str):
     inbox = storage().get_inbox(public_key)
     if inbox is None:
@@ -137,7 +145,7 @@ def inbox_json(public_key: str, prompt: str) -> dict:
 @bp.put("/inboxes/<public_key>")
 def save_inbox(public_key: str):
     public_key = inbox_key(public_key)
-    require_token(public_key)
+    require_owner(public_key, "write")
     prompt = string_field(json_body(), "prompt", required=False).strip()
     if "\x00" in prompt:  # PostgreSQL text cannot hold NUL
         raise ApiError(400, "bad_field", "'prompt' must not contain NUL characters")
@@ -158,7 +166,7 @@ def show_inbox(public_key: str):
 @bp.delete("/inboxes/<public_key>")
 def delete_inbox(public_key: str):
     public_key = inbox_key(public_key)
-    require_token(public_key)
+    require_owner(public_key, "write")
     if not storage().delete_inbox(public_key):
         raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
     return "", 204
@@ -200,12 +208,18 @@ def post_message(public_key: str):
     public_key = inbox_key(public_key)
     body = json_body()
     envelope = envelope_from(string_field(body, "ciphertext"))
+    require_inbox(public_key)
+    # The shared budgets are looked at, not spent, before the puzzle is: a sender
+    # refused here keeps the puzzle for a later try.
+    budgets().check_message(public_key)
     current_app.extensions["secretlink.pow"].check(
         public_key, body.get("puzzle"), body.get("solution")
     )
     message_id = storage().add_message(public_key, envelope)
     if message_id is None:
         raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
+    # Accepted: only now does the message count for its inbox and the instance.
+    budgets().charge_message(public_key)
     # Only messages taken raise the difficulty: asking for puzzles costs nothing.
     current_app.extensions["secretlink.pow"].accepted(public_key)
     return jsonify(id=message_id), 201
@@ -214,7 +228,7 @@ def post_message(public_key: str):
 @bp.get("/inboxes/<public_key>/messages")
 def list_messages(public_key: str):
     public_key = inbox_key(public_key)
-    require_token(public_key)
+    require_owner(public_key, "read")
     require_inbox(public_key)
     page_size = current_app.config["SECRETLINK"].page_size
     limit_text = request.args.get("limit", str(page_size))
@@ -245,7 +259,7 @@ def list_messages(public_key: str):
 @bp.delete("/inboxes/<public_key>/messages/<message_id>")
 def delete_message(public_key: str, message_id: str):
     public_key = inbox_key(public_key)
-    require_token(public_key)
+    require_owner(public_key, "write")
     if not MESSAGE_ID.fullmatch(message_id) or not storage().delete_message(public_key, message_id):
         raise ApiError(404, "unknown_message", "no such message in this inbox")
     return "", 204

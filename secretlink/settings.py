@@ -248,13 +248,29 @@ class Settings:
     rate_limit_client: str = setting(
         "20/minute;200/hour",
         _rate_limit,
-        "Messages one client (keyed hash of its address) may send.",
+        "Messages one client (keyed hash of its address) may send, counted for every "
+        "attempt, accepted or not (puzzles are counted apart, with the same limit).",
     )
     rate_limit_inbox: str = setting(
-        "60/minute;1000/hour", _rate_limit, "Messages one inbox may receive."
+        "60/minute;1000/hour",
+        _rate_limit,
+        "Messages one inbox may receive, counted only for messages accepted.",
     )
     rate_limit_global: str = setting(
-        "1200/minute", _rate_limit, "Messages the whole instance accepts."
+        "1200/minute",
+        _rate_limit,
+        "Messages the whole instance accepts, counted only for messages accepted.",
+    )
+    rate_limit_owner_read: str = setting(
+        "60/minute;600/hour",
+        _rate_limit,
+        "Message-list requests per inbox, counted once the owner's token verifies.",
+    )
+    rate_limit_owner_write: str = setting(
+        "120/minute;2000/hour",
+        _rate_limit,
+        "Inbox saves and deletions, message deletions per inbox, counted once the "
+        "owner's token verifies.",
     )
     rate_limit_auth: str = setting(
         "30/minute", _rate_limit, "Proof-of-possession requests per client."
