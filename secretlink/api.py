@@ -6,6 +6,7 @@ from importlib.resources import files
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from secretlink import quotas
 from secretlink.auth import Authenticator
 from secretlink.crypto import (
     EncodingError,
@@ -22,6 +23,7 @@ from secretlink.crypto.keys import check_public_key
 from secretlink.errors import ApiError, require_text
 from secretlink.limits import budgets
 from secretlink.origin import link_for, request_origin
+from secretlink.quotas import QuotaExceeded, usage_json
 from secretlink.storage import Storage, received_at_text
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -208,14 +210,21 @@ def post_message(public_key: str):
     public_key = inbox_key(public_key)
     body = json_body()
     envelope = envelope_from(string_field(body, "ciphertext"))
-    require_inbox(public_key)
-    # The shared budgets are looked at, not spent, before the puzzle is: a sender
-    # refused here keeps the puzzle for a later try.
+    usage = storage().usage(public_key)
+    if usage is None:
+        raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
+    # The shared budgets and the quotas are looked at, not spent, before the puzzle
+    # is: a sender refused here keeps the puzzle for a later try. The quotas are
+    # enforced again, exactly, where the message is stored.
     budgets().check_message(public_key)
-    current_app.extensions["secretlink.pow"].check(
-        public_key, body.get("puzzle"), body.get("solution")
-    )
-    message_id = storage().add_message(public_key, envelope)
+    try:
+        quotas.check(storage().quotas, usage, len(envelope))
+        current_app.extensions["secretlink.pow"].check(
+            public_key, body.get("puzzle"), body.get("solution")
+        )
+        message_id = storage().add_message(public_key, envelope)
+    except QuotaExceeded as full:
+        raise ApiError(full.status, full.code, full.message) from None
     if message_id is None:
         raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
     # Accepted: only now does the message count for its inbox and the instance.
@@ -229,7 +238,9 @@ def post_message(public_key: str):
 def list_messages(public_key: str):
     public_key = inbox_key(public_key)
     require_owner(public_key, "read")
-    require_inbox(public_key)
+    usage = storage().usage(public_key)
+    if usage is None:
+        raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
     page_size = current_app.config["SECRETLINK"].page_size
     limit_text = request.args.get("limit", str(page_size))
     if not WHOLE_NUMBER.fullmatch(limit_text):
@@ -253,6 +264,7 @@ def list_messages(public_key: str):
             for m in messages
         ],
         next=messages[-1].id if len(messages) == limit else None,
+        usage=usage_json(storage().quotas, usage),
     )
 
 

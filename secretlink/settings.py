@@ -275,6 +275,27 @@ class Settings:
     rate_limit_auth: str = setting(
         "30/minute", _rate_limit, "Proof-of-possession requests per client."
     )
+    inbox_max_messages: int = setting(
+        1000,
+        _int_at_least(0),
+        "Most messages one inbox holds; senders to a full inbox are refused (409 "
+        "`inbox_full`) until its owner deletes some. 0: no cap.",
+    )
+    inbox_max_bytes: int = setting(
+        16 * 1024 * 1024,
+        _int_at_least(0),
+        "Most envelope bytes one inbox holds (16 MiB: 256 of the largest messages, or "
+        "the message cap of small ones). 0: no cap.",
+        "`16777216` (16 MiB)",
+    )
+    storage_budget_bytes: int = setting(
+        1024 * 1024 * 1024,
+        _int_at_least(0),
+        "Most envelope bytes the whole instance holds; beyond it every sender is refused "
+        "(507 `instance_full`). The database file is larger by about 200 bytes a message. "
+        "0: no cap.",
+        "`1073741824` (1 GiB)",
+    )
     token_ttl: int = setting(600, _int_at_least(1), "Seconds an inbox access token stays valid.")
     challenge_ttl: int = setting(
         60, _int_at_least(1), "Seconds a proof-of-possession challenge stays valid (at most 60)."
