@@ -368,6 +368,9 @@ def inbox_read(server: str | None, key_file: str, as_json: bool) -> None:
             entry["error"] = f"cannot decrypt: {exc}"
             click.echo(f"warning: message {message.id} cannot be decrypted: {exc}", err=True)
         results.append(entry)
+    full = full_inbox_warning(client.usage)
+    if full:
+        click.echo(full, err=True)
     if as_json:
         click.echo(json.dumps(results, ensure_ascii=False, indent=2))
         return
@@ -377,6 +380,18 @@ def inbox_read(server: str | None, key_file: str, as_json: bool) -> None:
         click.echo(f"--- {entry['received_at']}  id {entry['id']}")
         click.echo(entry["text"] if entry["text"] is not None else f"[{entry['error']}]")
         click.echo()
+
+
+def full_inbox_warning(usage: dict | None) -> str | None:
+    """A sentence for the owner when senders are being refused, else None."""
+    if not usage or not usage.get("full"):
+        return None
+    if usage.get("instance_full"):
+        return "warning: this server is full: nobody can send you messages until it has room"
+    held = f"{usage.get('messages')} of {usage.get('max_messages') or 'unlimited'} messages"
+    if usage.get("max_bytes"):
+        held += f", {usage.get('bytes')} of {usage['max_bytes']} bytes"
+    return f"warning: this inbox is full ({held}): senders are refused until you delete messages"
 
 
 @inbox.command("delete")

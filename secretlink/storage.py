@@ -117,12 +117,15 @@ def coarse(moment: datetime) -> datetime:
 class Storage:
     def __init__(self, engine: Engine, quotas: Quotas | None = None):
         self.engine = engine
-        self.quotas = quotas or Quotas()
         self._session = sessionmaker(engine, expire_on_commit=False)
-        gate = QuotaGate(
-            engine.dialect, InboxRow.__table__, InstanceUsageRow.__table__, self.quotas
+        self._gate = QuotaGate(
+            engine.dialect, InboxRow.__table__, InstanceUsageRow.__table__, quotas or Quotas()
         )
-        self._group_commit = GroupCommit(engine, MessageRow.__table__, admit=gate.admit)
+        self._group_commit = GroupCommit(engine, MessageRow.__table__, admit=self._gate.admit)
+
+    @property
+    def quotas(self) -> Quotas:
+        return self._gate.quotas
 
     @classmethod
     def from_url(cls, database_url: str, quotas: Quotas | None = None) -> "Storage":

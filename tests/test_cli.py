@@ -295,3 +295,22 @@ def test_browser_key_files_create_and_read(make, live_server, tmp_path):
     assert result.stdout.strip() == f"{live_server.url}/to/{public_key}"
     assert run("send", result.stdout.strip(), "to a browser's key").exit_code == 0
     assert [m["text"] for m in read_json(live_server.url, str(path))] == ["to a browser's key"]
+
+
+def test_a_full_inbox_is_reported_to_sender_and_owner(link, live_server, key_file, monkeypatch):
+    from secretlink.quotas import Quotas
+
+    storage = live_server.app.extensions["secretlink.storage"]
+    monkeypatch.setattr(storage._gate, "quotas", Quotas(inbox_messages=1))
+    assert run("send", link, "first").exit_code == 0
+    assert_fails_cleanly(run("send", link, "second"), "409", "this inbox is full")
+    result = run("inbox", "read", "--server", live_server.url, "--key-file", key_file)
+    assert result.exit_code == 0
+    assert "warning: this inbox is full (1 of 1 messages" in result.stderr
+    assert "first" in result.stdout
+
+
+def test_reading_an_inbox_with_room_prints_no_warning(link, live_server, key_file):
+    run("send", link, "hello")
+    result = run("inbox", "read", "--server", live_server.url, "--key-file", key_file)
+    assert "full" not in result.stderr
