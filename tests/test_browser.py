@@ -308,3 +308,26 @@ def test_hostile_messages_and_prompt_are_shown_as_text(browser, live_server, tmp
     assert sender.locator("img, svg, iframe, #evil").count() == 0
     assert reader.evaluate("window.__pwned") is None
     assert reader.locator("body").is_visible()
+
+
+def test_a_full_inbox_is_said_plainly_to_sender_and_owner(
+    browser, live_server, page_errors, monkeypatch
+):
+    from secretlink.quotas import Quotas
+
+    storage = live_server.app.extensions["secretlink.storage"]
+    monkeypatch.setattr(storage._gate, "quotas", Quotas(inbox_messages=1))
+    recipient = new_page(browser, page_errors)
+    link = create_inbox_in_browser(recipient, live_server.url)
+    # The refused send is logged to the console on purpose here.
+    sender = new_page(browser, PageErrors())
+    send_in_browser(sender, link, "first")
+    sender.get_by_label("Message").fill("second")
+    sender.get_by_role("button", name="Send").click()
+    sender.get_by_role("status").filter(has_text="This inbox is full").wait_for()
+    assert sender.get_by_label("Message").input_value() == "second"  # nothing lost
+
+    recipient.goto(live_server.url + "/inbox")
+    assert shown_messages(recipient) == ["first"]
+    recipient.get_by_role("alert").filter(has_text="This inbox is full").wait_for()
+    assert "1 of 1 messages" in recipient.locator("#usage").text_content()
