@@ -23,7 +23,6 @@ from secretlink.crypto.keys import check_public_key
 from secretlink.errors import ApiError, require_text
 from secretlink.limits import budgets
 from secretlink.origin import link_for, request_origin
-from secretlink.quotas import QuotaExceeded, usage_json
 from secretlink.storage import Storage, received_at_text
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -110,6 +109,14 @@ def require_owner(public_key: str, kind: str) -> None:
     for owners (`kind` "read" or "write"), so strangers cannot spend it."""
     require_token(public_key)
     budgets().charge_owner(public_key, kind)
+
+
+def require_usage(public_key: str) -> quotas.Usage:
+    """What the inbox holds against its quota; 404 if there is no such inbox."""
+    usage = storage().usage(public_key)
+    if usage is None:
+        raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
+    return usage
 
 
 def require_inbox(public_key: str):
@@ -210,9 +217,7 @@ def post_message(public_key: str):
     public_key = inbox_key(public_key)
     body = json_body()
     envelope = envelope_from(string_field(body, "ciphertext"))
-    usage = storage().usage(public_key)
-    if usage is None:
-        raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
+    usage = require_usage(public_key)
     # The shared budgets and the quotas are looked at, not spent, before the puzzle
     # is: a sender refused here keeps the puzzle for a later try. The quotas are
     # enforced again, exactly, where the message is stored.
@@ -223,7 +228,7 @@ def post_message(public_key: str):
             public_key, body.get("puzzle"), body.get("solution")
         )
         message_id = storage().add_message(public_key, envelope)
-    except QuotaExceeded as full:
+    except quotas.QuotaExceeded as full:
         raise ApiError(full.status, full.code, full.message) from None
     if message_id is None:
         raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
@@ -238,9 +243,7 @@ def post_message(public_key: str):
 def list_messages(public_key: str):
     public_key = inbox_key(public_key)
     require_owner(public_key, "read")
-    usage = storage().usage(public_key)
-    if usage is None:
-        raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
+    usage = require_usage(public_key)
     page_size = current_app.config["SECRETLINK"].page_size
     limit_text = request.args.get("limit", str(page_size))
     if not WHOLE_NUMBER.fullmatch(limit_text):
@@ -264,7 +267,7 @@ def list_messages(public_key: str):
             for m in messages
         ],
         next=messages[-1].id if len(messages) == limit else None,
-        usage=usage_json(storage().quotas, usage),
+        usage=quotas.usage_json(storage().quotas, usage),
     )
 
 
