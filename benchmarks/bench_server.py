@@ -4,7 +4,9 @@ It is the same gunicorn configuration and the same app as `secretlink serve`, wi
 one extra endpoint, POST /bench/echo, which parses a JSON body and answers 201 like
 the message endpoint does but stores nothing: the trivial baseline the goals are
 measured against. Rate limits and the proof-of-work gate are off (the load comes
-from one address, and the goals measure the service, not the puzzle).
+from one address, and the goals measure the service, not the puzzle), and so are the
+quota caps (a run sends far more than one inbox holds); the usage counters are kept
+as always, so their cost is measured.
 
     python -m benchmarks.bench_server PORT
 """
@@ -36,6 +38,9 @@ def main() -> None:
         port=int(sys.argv[1]),
         rate_limits_enabled=False,
         pow_difficulty=0,
+        inbox_max_messages=0,
+        inbox_max_bytes=0,
+        storage_budget_bytes=0,
         log_level="WARNING",
     )
     BenchServer(prepare(settings)).run()

@@ -10,7 +10,8 @@ The counters live in the database (inboxes.message_count and .stored_bytes, the 
 row of instance_usage) and change in the transaction that inserts or deletes the
 messages, so they are exact. The decision to store is made inside the group
 commit's transaction (`QuotaGate.admit`), with the counters locked: on SQLite the
-writer holds the database's write lock, on PostgreSQL `SELECT ... FOR UPDATE` rows.
+writer holds the database's write lock, on PostgreSQL the counters' UPDATE holds
+their rows until the commit.
 Concurrent senders therefore cannot overshoot a cap at all; the check made before
 the proof of work is spent (`Quotas.refusal` on `Usage`) only spares a sender's
 puzzle when the inbox is plainly full.
@@ -21,7 +22,7 @@ other in a cycle: message rows, then inbox rows (sorted by key), then the instan
 
 from dataclasses import dataclass
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.engine import Dialect
 
 from secretlink.group_commit import STORED, UNKNOWN_INBOX
@@ -129,76 +130,91 @@ class _Compiled:
 class QuotaGate:
     """Decides, inside the group commit's transaction, which messages of a batch fit.
 
-    `admit` locks the counters of the batch's inboxes (sorted) and of the instance,
-    takes the messages in their order while they fit, adds what it took to the
-    counters, and returns each message's outcome; the caller inserts exactly the
-    messages marked STORED in the same transaction.
+    `admit` adds the whole batch to the counters of its inboxes (sorted) and of the
+    instance with UPDATE ... RETURNING, which locks those rows (the database's write
+    lock on SQLite, row locks on PostgreSQL) and gives the totals from which the
+    counters before the batch follow. It then takes the messages in their order while
+    they fit and, in the rare batch where some do not, takes those back off the
+    counters. The caller inserts exactly the messages marked STORED in the same
+    transaction. In the common case that is two statements per batch, not per message.
     """
 
     def __init__(self, dialect: Dialect, inboxes: Table, instance: Table, quotas: Quotas):
         self.quotas = quotas
-        self._inbox = _Compiled(
-            select(inboxes.c.message_count, inboxes.c.stored_bytes)
-            .where(inboxes.c.public_key == bindparam("inbox"))
-            .with_for_update(),
-            dialect,
-        )
-        self._instance = _Compiled(
-            select(instance.c.stored_bytes).where(instance.c.id == 1).with_for_update(), dialect
-        )
         self._add_to_inbox = _Compiled(
             update(inboxes)
             .where(inboxes.c.public_key == bindparam("inbox"))
             .values(
                 message_count=inboxes.c.message_count + bindparam("added_count"),
                 stored_bytes=inboxes.c.stored_bytes + bindparam("added_bytes"),
-            ),
+            )
+            .returning(inboxes.c.message_count, inboxes.c.stored_bytes),
             dialect,
         )
         self._add_to_instance = _Compiled(
             update(instance)
             .where(instance.c.id == 1)
-            .values(stored_bytes=instance.c.stored_bytes + bindparam("added_bytes")),
+            .values(stored_bytes=instance.c.stored_bytes + bindparam("added_bytes"))
+            .returning(instance.c.stored_bytes),
             dialect,
         )
 
+    def _add(self, cursor, statement: "_Compiled", **values) -> tuple | None:
+        cursor.execute(statement.sql, statement.parameters(**values))
+        return cursor.fetchone()
+
     def admit(self, cursor, rows: list[dict]) -> list[str]:
-        counts: dict[str, list[int]] = {}  # inbox -> [messages, bytes, added, added bytes]
-        for key in sorted({row["inbox_key"] for row in rows}):
-            cursor.execute(self._inbox.sql, self._inbox.parameters(inbox=key))
-            found = cursor.fetchone()
-            if found is not None:
-                counts[key] = [found[0], found[1], 0, 0]
-        cursor.execute(self._instance.sql, self._instance.parameters())
-        (instance_bytes,) = cursor.fetchone()
-        outcomes = []
-        added_bytes = 0
+        asked: dict[str, list[int]] = {}  # inbox -> [messages, bytes] this batch brings
         for row in rows:
-            inbox = counts.get(row["inbox_key"])
+            totals = asked.setdefault(row["inbox_key"], [0, 0])
+            totals[0] += 1
+            totals[1] += len(row["envelope"])
+        held: dict[str, list[int]] = {}  # inbox -> [messages, bytes] before this batch
+        for key in sorted(asked):
+            found = self._add(
+                cursor,
+                self._add_to_inbox,
+                inbox=key,
+                added_count=asked[key][0],
+                added_bytes=asked[key][1],
+            )
+            if found is not None:
+                held[key] = [found[0] - asked[key][0], found[1] - asked[key][1]]
+        batch_bytes = sum(size for key, (_, size) in asked.items() if key in held)
+        (instance_total,) = self._add(cursor, self._add_to_instance, added_bytes=batch_bytes)
+        instance_bytes = instance_total - batch_bytes
+
+        outcomes = []
+        refused: dict[str, list[int]] = {}
+        for row in rows:
+            inbox = held.get(row["inbox_key"])
             if inbox is None:
                 outcomes.append(UNKNOWN_INBOX)
                 continue
             size = len(row["envelope"])
             reason = self.quotas.refusal(Usage(inbox[0], inbox[1], instance_bytes), size)
-            if reason is not None:
+            if reason is None:
+                inbox[0] += 1
+                inbox[1] += size
+                instance_bytes += size
+                outcomes.append(STORED)
+            else:
+                taken_back = refused.setdefault(row["inbox_key"], [0, 0])
+                taken_back[0] += 1
+                taken_back[1] += size
                 outcomes.append(reason)
-                continue
-            inbox[0] += 1
-            inbox[1] += size
-            inbox[2] += 1
-            inbox[3] += size
-            instance_bytes += size
-            added_bytes += size
-            outcomes.append(STORED)
-        changed = [
-            self._add_to_inbox.parameters(inbox=key, added_count=c[2], added_bytes=c[3])
-            for key, c in counts.items()
-            if c[2]
-        ]
-        if changed:
-            cursor.executemany(self._add_to_inbox.sql, changed)
-        if added_bytes:
-            cursor.execute(
-                self._add_to_instance.sql, self._add_to_instance.parameters(added_bytes=added_bytes)
+        if refused:  # the counters were raised for the whole batch: lower them again
+            for key in sorted(refused):
+                self._add(
+                    cursor,
+                    self._add_to_inbox,
+                    inbox=key,
+                    added_count=-refused[key][0],
+                    added_bytes=-refused[key][1],
+                )
+            self._add(
+                cursor,
+                self._add_to_instance,
+                added_bytes=-sum(size for _, size in refused.values()),
             )
         return outcomes
