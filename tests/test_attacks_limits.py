@@ -210,7 +210,7 @@ def test_concurrent_creations_of_one_inbox_never_answer_500(tmp_path):
 
 
 @pytest.mark.parametrize("limit", [" 5 ", "\u0665", "1_0", "+5"])
-def test_a_limit_that_is_not_ascii_digits_is_refused(tmp_path, limit, request):
+def test_a_limit_that_is_not_ascii_digits_is_refused(limit, request):
     """Issue 8, item 8; one server for all cases (see the fixture below)."""
     served, owner, keypair = request.getfixturevalue("served_with_owner")
     answer = requests.get(
