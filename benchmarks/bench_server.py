@@ -5,7 +5,9 @@ one extra endpoint, POST /bench/echo, which parses a JSON body and answers 201 l
 the message endpoint does but stores nothing: the trivial baseline the goals are
 measured against (so the baseline is the chosen server answering a trivial POST).
 Rate limits and the proof-of-work gate are off (the load comes from one address,
-and the goals measure the service, not the puzzle).
+and the goals measure the service, not the puzzle), and so are the quota caps (a run
+sends far more than one inbox holds); the usage counters are kept as always, so their
+cost is measured.
 
     python -m benchmarks.bench_server PORT
 """
@@ -37,6 +39,9 @@ def main() -> None:
         port=int(sys.argv[1]),
         rate_limits_enabled=False,
         pow_difficulty=0,
+        inbox_max_messages=0,
+        inbox_max_bytes=0,
+        storage_budget_bytes=0,
         log_level="WARNING",
     )
     run(prepare(settings), app_factory=bench_app)

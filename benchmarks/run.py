@@ -210,10 +210,11 @@ def p1_throughput(work: Path) -> Result:
 
 
 def fill(storage: Storage, public_key: str, count: int, envelope: bytes) -> None:
-    """Insert `count` messages quickly, straight into the database."""
-    from sqlalchemy import insert
+    """Insert `count` messages quickly, straight into the database, with the inbox's
+    and the instance's usage counters (secretlink/quotas.py) to match."""
+    from sqlalchemy import insert, update
 
-    from secretlink.storage import MessageRow
+    from secretlink.storage import InboxRow, InstanceUsageRow, MessageRow
 
     received = coarse(utcnow())
     with storage.engine.begin() as connection:
@@ -230,6 +231,18 @@ def fill(storage: Storage, public_key: str, count: int, envelope: bytes) -> None
                     for i in range(start, min(count, start + 10_000))
                 ],
             )
+        added = count * len(envelope)
+        connection.execute(
+            update(InboxRow)
+            .where(InboxRow.public_key == public_key)
+            .values(
+                message_count=InboxRow.message_count + count,
+                stored_bytes=InboxRow.stored_bytes + added,
+            )
+        )
+        connection.execute(
+            update(InstanceUsageRow).values(stored_bytes=InstanceUsageRow.stored_bytes + added)
+        )
 
 
 def median_seconds(action: Callable[[], object], repeat: int) -> float:

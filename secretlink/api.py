@@ -6,6 +6,7 @@ from importlib.resources import files
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from secretlink import quotas
 from secretlink.auth import Authenticator
 from secretlink.crypto import (
     EncodingError,
@@ -20,6 +21,7 @@ from secretlink.crypto import (
 from secretlink.crypto.envelope import MAX_ENVELOPE
 from secretlink.crypto.keys import check_public_key
 from secretlink.errors import ApiError, require_text
+from secretlink.limits import budgets
 from secretlink.origin import link_for, request_origin
 from secretlink.pow import CREATE_INBOX, ProofOfWork
 from secretlink.storage import Storage, received_at_text
@@ -30,6 +32,8 @@ MAX_PROMPT_CHARS = 500
 # Message ids are random base64url; anything else names no message (and must not
 # reach the database: PostgreSQL refuses NUL characters with an error).
 MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# ASCII digits only: int() alone would take " 5 ", Arabic-Indic digits and "1_0".
+WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
 # Unpadded base64url of the largest v1 envelope.
 MAX_CIPHERTEXT_CHARS = (MAX_ENVELOPE * 4 + 2) // 3
 
@@ -101,6 +105,21 @@ def require_token(public_key: str) -> None:
     authenticator().check_token(request.headers.get("Authorization"), public_key)
 
 
+def require_owner(public_key: str, kind: str) -> None:
+    """The token must verify; only then does the request count, on this inbox's budget
+    for owners (`kind` "read" or "write"), so strangers cannot spend it."""
+    require_token(public_key)
+    budgets().charge_owner(public_key, kind)
+
+
+def require_usage(public_key: str) -> quotas.Usage:
+    """What the inbox holds against its quota; 404 if there is no such inbox."""
+    usage = storage().usage(public_key)
+    if usage is None:
+        raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
+    return usage
+
+
 def require_inbox(public_key: str):
     inbox = storage().get_inbox(public_key)
     if inbox is None:
@@ -146,7 +165,7 @@ def create_inbox_puzzle(public_key: str):
 @bp.put("/inboxes/<public_key>")
 def save_inbox(public_key: str):
     public_key = inbox_key(public_key)
-    require_token(public_key)
+    require_owner(public_key, "write")
     body = json_body()
     prompt = string_field(body, "prompt", required=False).strip()
     if "\x00" in prompt:  # PostgreSQL text cannot hold NUL
@@ -172,7 +191,7 @@ def show_inbox(public_key: str):
 @bp.delete("/inboxes/<public_key>")
 def delete_inbox(public_key: str):
     public_key = inbox_key(public_key)
-    require_token(public_key)
+    require_owner(public_key, "write")
     if not storage().delete_inbox(public_key):
         raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
     return "", 204
@@ -214,10 +233,21 @@ def post_message(public_key: str):
     public_key = inbox_key(public_key)
     body = json_body()
     envelope = envelope_from(string_field(body, "ciphertext"))
-    proof_of_work().check(public_key, body.get("puzzle"), body.get("solution"))
-    message_id = storage().add_message(public_key, envelope)
+    usage = require_usage(public_key)
+    # The shared budgets and the quotas are looked at, not spent, before the puzzle
+    # is: a sender refused here keeps the puzzle for a later try. The quotas are
+    # enforced again, exactly, where the message is stored.
+    budgets().check_message(public_key)
+    try:
+        quotas.check(storage().quotas, usage, len(envelope))
+        proof_of_work().check(public_key, body.get("puzzle"), body.get("solution"))
+        message_id = storage().add_message(public_key, envelope)
+    except quotas.QuotaExceeded as full:
+        raise ApiError(full.status, full.code, full.message) from None
     if message_id is None:
         raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
+    # Accepted: only now does the message count for its inbox and the instance.
+    budgets().charge_message(public_key)
     # Only messages taken raise the difficulty: asking for puzzles costs nothing.
     proof_of_work().accepted(public_key)
     return jsonify(id=message_id), 201
@@ -226,13 +256,13 @@ def post_message(public_key: str):
 @bp.get("/inboxes/<public_key>/messages")
 def list_messages(public_key: str):
     public_key = inbox_key(public_key)
-    require_token(public_key)
-    require_inbox(public_key)
+    require_owner(public_key, "read")
+    usage = require_usage(public_key)
     page_size = current_app.config["SECRETLINK"].page_size
-    try:
-        limit = int(request.args.get("limit", page_size))
-    except ValueError:
-        raise ApiError(400, "bad_limit", "limit must be a whole number") from None
+    limit_text = request.args.get("limit", str(page_size))
+    if not WHOLE_NUMBER.fullmatch(limit_text):
+        raise ApiError(400, "bad_limit", "limit must be a whole number (ASCII digits only)")
+    limit = int(limit_text)
     if not 1 <= limit <= page_size:
         raise ApiError(400, "bad_limit", f"limit must be from 1 to {page_size}")
     before = request.args.get("before") or None
@@ -251,13 +281,14 @@ def list_messages(public_key: str):
             for m in messages
         ],
         next=messages[-1].id if len(messages) == limit else None,
+        usage=quotas.usage_json(storage().quotas, usage),
     )
 
 
 @bp.delete("/inboxes/<public_key>/messages/<message_id>")
 def delete_message(public_key: str, message_id: str):
     public_key = inbox_key(public_key)
-    require_token(public_key)
+    require_owner(public_key, "write")
     if not MESSAGE_ID.fullmatch(message_id) or not storage().delete_message(public_key, message_id):
         raise ApiError(404, "unknown_message", "no such message in this inbox")
     return "", 204

@@ -10,6 +10,7 @@ from secretlink import api, assets, errors, health, limits, logs, migrate, pages
 from secretlink.auth import Authenticator
 from secretlink.crypto.envelope import MAX_ENVELOPE
 from secretlink.pow import ProofOfWork
+from secretlink.quotas import Quotas
 from secretlink.settings import Settings
 from secretlink.storage import Storage
 
@@ -42,7 +43,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.logger.setLevel(settings.log_level)
     logs.install_filters()
 
-    storage = Storage.from_url(settings.database_url)
+    storage = Storage.from_url(settings.database_url, Quotas.from_settings(settings))
     if settings.auto_upgrade:
         storage.create_schema()
     else:

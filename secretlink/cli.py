@@ -426,6 +426,9 @@ def inbox_read(server: str | None, key_file: str, as_json: bool, raw: bool) -> N
                 f"warning: message {field(message.id)} cannot be decrypted: {field(exc)}", err=True
             )
         results.append(entry)
+    full = full_inbox_warning(client.usage)
+    if full:
+        click.echo(full, err=True)
     if as_json:
         click.echo(dumps_json(results))
         return
@@ -443,6 +446,22 @@ def inbox_read(server: str | None, key_file: str, as_json: bool, raw: bool) -> N
         else:
             click.echo("\n".join(body(entry["text"], terminal)))
         click.echo()
+
+
+def full_inbox_warning(usage: dict | None) -> str | None:
+    """A sentence for the owner when senders are being refused, else None.
+
+    The figures come from the server: shown through field(), like all it sends.
+    """
+    if not usage or not usage.get("full"):
+        return None
+    if usage.get("instance_full"):
+        return "warning: this server is full: nobody can send you messages until it has room"
+    held = f"{field(usage.get('messages'))} of {field(usage.get('max_messages') or 'unlimited')}"
+    held += " messages"
+    if usage.get("max_bytes"):
+        held += f", {field(usage.get('bytes'))} of {field(usage['max_bytes'])} bytes"
+    return f"warning: this inbox is full ({held}): senders are refused until you delete messages"
 
 
 # Message ids are base64url and may start with "-": take such an id as the ID, not as

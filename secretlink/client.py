@@ -216,6 +216,8 @@ class InboxClient:
         self.keypair = keypair
         self.base = f"/api/v1/inboxes/{keypair.public_key_text}"
         self._token: str | None = None
+        # The inbox's usage against its quota, from the last message list read.
+        self.usage: dict | None = None
 
     def token(self) -> str:
         if self._token is None:
@@ -268,6 +270,8 @@ class InboxClient:
         while True:
             params = {"before": before} if before else None
             page = self.api.call("GET", f"{self.base}/messages", token=self.token(), params=params)
+            if before is None and isinstance(page.get("usage"), dict):
+                self.usage = page["usage"]
             for item in page["messages"]:
                 yield CipherMessage(item["id"], item["received_at"], item["ciphertext"])
             before = page.get("next")

@@ -26,6 +26,7 @@ import logging
 import os
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Table, insert
@@ -41,13 +42,20 @@ IDLE_SECONDS = 1.0
 COLUMNS = ("id", "inbox_key", "received_at", "envelope")
 # SQLSTATE 23503, foreign_key_violation: the row names an inbox that does not exist.
 FOREIGN_KEY_VIOLATION = "23503"
+# A message's outcome; an admission check (secretlink.quotas) may give others.
+STORED = "stored"
+UNKNOWN_INBOX = "unknown_inbox"
+
+# Given the writer's cursor inside its transaction and the batch's rows, the outcome of
+# each row; only rows marked STORED are inserted, in the same transaction.
+Admit = Callable[[object, list[dict]], list[str]]
 
 
 @dataclass
 class _Pending:
     row: dict
     done: threading.Event = field(default_factory=threading.Event)
-    stored: bool = False
+    outcome: str | None = None
     error: BaseException | None = None
 
 
@@ -109,8 +117,9 @@ def _writer_lock(engine: Engine):
 
 
 class GroupCommit:
-    def __init__(self, engine: Engine, messages: Table):
+    def __init__(self, engine: Engine, messages: Table, admit: Admit | None = None):
         self._engine = engine
+        self._admit = admit
         self._statement = _Statement(engine, messages)
         self._sqlite = engine.dialect.name == "sqlite"
         self._dbapi = engine.dialect.loaded_dbapi
@@ -121,15 +130,16 @@ class GroupCommit:
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def insert(self, row: dict) -> bool:
-        """Store one message row; True once committed, False if its inbox does not exist."""
+    def insert(self, row: dict) -> str:
+        """Store one message row: STORED once committed, UNKNOWN_INBOX if its inbox does
+        not exist, or the admission check's reason for refusing it."""
         pending = _Pending(row)
         self._ensure_writer()
         self._queue.put(pending)
         pending.done.wait()
         if pending.error is not None:
             raise pending.error
-        return pending.stored
+        return pending.outcome
 
     def _ensure_writer(self) -> None:
         # Started on first use, so that it lives in the process that serves (the server
@@ -157,41 +167,40 @@ class GroupCommit:
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
-            rows = [self._statement.parameters(pending.row) for pending in batch]
             try:
-                self._write(rows)
+                outcomes = self._write([pending.row for pending in batch])
             except self._integrity_error as exc:
                 if not self._names_a_missing_inbox(exc):
                     raise
                 # A message for an unknown (or just deleted) inbox in the batch:
                 # settle each on its own rather than fail them all.
-                for pending, row in zip(batch, rows, strict=True):
-                    pending.stored = self._write_one(row)
-            else:
                 for pending in batch:
-                    pending.stored = True
+                    pending.outcome = self._write_one(pending.row)
+            else:
+                for pending, outcome in zip(batch, outcomes, strict=True):
+                    pending.outcome = outcome
         except BaseException as exc:
             log.warning("group commit of %d messages failed: %s", len(batch), type(exc).__name__)
             error = self._as_sqlalchemy_error(exc)
             for pending in batch:
-                if not pending.stored:
+                if pending.outcome is None:
                     pending.error = error
         finally:
             for pending in batch:
                 pending.done.set()
 
-    def _write_one(self, row) -> bool:
-        """Insert one row; False when the foreign key says its inbox does not exist."""
+    def _write_one(self, row: dict) -> str:
+        """Insert one row; UNKNOWN_INBOX when the foreign key says its inbox does not exist."""
         try:
-            self._write([row])
+            [outcome] = self._write([row])
         except self._integrity_error as exc:
             if not self._names_a_missing_inbox(exc):
                 raise
-            return False
-        return True
+            return UNKNOWN_INBOX
+        return outcome
 
-    def _write(self, rows: list) -> None:
-        """Insert the rows in one transaction, or none of them."""
+    def _write(self, rows: list[dict]) -> list[str]:
+        """Insert the admitted rows in one transaction, or none of them; each row's outcome."""
         with self._lock:
             connection = self._open()
             try:
@@ -199,12 +208,20 @@ class GroupCommit:
                 if self._sqlite:
                     # Take SQLite's write lock at once rather than upgrade to it midway.
                     cursor.execute("BEGIN IMMEDIATE")
-                cursor.executemany(self._statement.sql, rows)
+                outcomes = self._admit(cursor, rows) if self._admit else [STORED] * len(rows)
+                admitted = [
+                    self._statement.parameters(row)
+                    for row, outcome in zip(rows, outcomes, strict=True)
+                    if outcome == STORED
+                ]
+                if admitted:
+                    cursor.executemany(self._statement.sql, admitted)
                 connection.commit()
                 cursor.close()
             except BaseException:
                 self._abandon(connection)
                 raise
+        return outcomes
 
     def _open(self):
         if self._connection is None:

@@ -10,20 +10,33 @@ those two hours could test guessed addresses against the counters, never list
 them. A new key also starts each client afresh, so an hourly limit can let through
 up to twice its count around a rotation. With the limits switched off there is no
 limiter at all. Tor exits and large proxies merge many people into one "client".
+
+Two kinds of counter, so that nobody can spend a budget that is not theirs:
+
+- A client's own budget (Flask-Limiter, around the view) is counted on entry, for
+  every request, whatever happens next: junk costs its sender.
+- The shared budgets, per inbox and for the whole instance (`Budgets`), are counted
+  only for work done: a message when it has been accepted and stored, an owner's
+  request once its token has verified. Their keys are inbox keys that passed every
+  check, never text copied from a URL, so made-up paths create no counters.
 """
 
 import ipaddress
+import math
 import secrets
 import threading
 import time
 from collections.abc import Callable
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, jsonify, request
 from flask_limiter import Limiter
+from limits import RateLimitItem, parse_many
+from limits.strategies import RateLimiter
 from nacl.encoding import HexEncoder
 from nacl.hash import blake2b
 
 from secretlink import logs
+from secretlink.errors import ApiError
 
 ROTATE_SECONDS = 3600
 CLIENT_KEY_PURPOSE = b"secretlink/v1/client-rate-key"
@@ -85,26 +98,14 @@ def client_key() -> str:
     return "client:" + digest.decode()
 
 
-def inbox_from_url() -> str:
-    return "inbox:" + str((request.view_args or {}).get("public_key", ""))
-
-
-def instance_wide() -> str:
-    return "instance"
-
-
 def limit(setting: str, key_func: Callable[[], str], scope: str):
     """A rule: the limit string is read from the settings when a request is made."""
     return setting, key_func, scope
 
 
-# endpoint -> rules; every rule must hold for a request to pass.
+# The clients' own budgets, counted on entry: endpoint -> rules, every rule must hold.
 RULES = {
-    "api.post_message": [
-        limit("rate_limit_client", client_key, "send-client"),
-        limit("rate_limit_inbox", inbox_from_url, "send-inbox"),
-        limit("rate_limit_global", instance_wide, "send-global"),
-    ],
+    "api.post_message": [limit("rate_limit_client", client_key, "send-client")],
     "api.create_puzzle": [limit("rate_limit_client", client_key, "puzzle-client")],
     "api.create_inbox_puzzle": [limit("rate_limit_client", client_key, "puzzle-client")],
     "api.create_challenge": [limit("rate_limit_auth", client_key, "auth")],
@@ -140,4 +141,99 @@ def install(app: Flask) -> Limiter | None:
         app.view_functions[endpoint] = view
     # The wrapped views refer to the limiter weakly: the app must hold it.
     app.extensions["secretlink.limiter"] = limiter
+    # The shared budgets count in the same storage (memory, or Redis for everyone).
+    app.extensions["secretlink.budgets"] = Budgets(limiter.limiter, settings)
+    app.register_error_handler(RateLimited, _rate_limited_answer)
     return limiter
+
+
+def _rate_limited_answer(error: "RateLimited"):
+    response = jsonify(error=error.message, code=error.code)
+    response.status_code = error.status
+    response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+# ---- shared budgets: per inbox and instance-wide, charged for work done ----
+
+
+class Budgets:
+    """Counters that strangers cannot spend for others.
+
+    Messages: `check_message` before the puzzle is spent (it counts nothing), then
+    `charge_message` once the message is stored. Requests answered between the two
+    are not counted yet, so concurrent senders can overshoot a window by at most the
+    number of messages being accepted at that moment: one per request the instance
+    handles at once (SECRETLINK_WORKERS x SECRETLINK_THREADS per `serve` process).
+    Owners: `charge_owner` right after the token verifies, counted whatever follows.
+    """
+
+    def __init__(self, strategy: RateLimiter, settings):
+        self._strategy = strategy
+        self._inbox = parse_many(settings.rate_limit_inbox)
+        self._instance = parse_many(settings.rate_limit_global)
+        self._owner = {
+            "read": parse_many(settings.rate_limit_owner_read),
+            "write": parse_many(settings.rate_limit_owner_write),
+        }
+
+    def _message_rules(self, public_key: str):
+        yield from ((item, ("inbox:" + public_key, "send-inbox")) for item in self._inbox)
+        yield from ((item, ("instance", "send-global")) for item in self._instance)
+
+    def check_message(self, public_key: str) -> None:
+        """429 if this inbox, or the instance, took all the messages its window allows."""
+        for item, ids in self._message_rules(public_key):
+            if not self._strategy.test(item, "secretlink", *ids):
+                who = "this inbox" if ids[1] == "send-inbox" else "this server"
+                reason = f"{who} received too many messages in the last {_period(item)}"
+                self._refuse(item, ids, reason)
+
+    def charge_message(self, public_key: str) -> None:
+        """Count a message that was accepted and stored."""
+        for item, ids in self._message_rules(public_key):
+            self._strategy.hit(item, "secretlink", *ids)
+
+    def charge_owner(self, public_key: str, kind: str) -> None:
+        """Count an owner's request (token verified); 429 once the inbox's window is full."""
+        ids = ("inbox:" + public_key, "owner-" + kind)
+        for item in self._owner[kind]:
+            if not self._strategy.hit(item, "secretlink", *ids):
+                self._refuse(
+                    item, ids, f"too many requests for this inbox in the last {_period(item)}"
+                )
+
+    def _refuse(self, item: RateLimitItem, ids: tuple[str, str], reason: str) -> None:
+        reset = self._strategy.get_window_stats(item, "secretlink", *ids).reset_time
+        retry_after = max(1, math.ceil(reset - time.time()))
+        raise RateLimited(f"{reason}; try again in {retry_after} s", retry_after)
+
+
+class RateLimited(ApiError):
+    """429 from a shared budget, with the seconds until it has room again."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(429, "rate_limited", message)
+        self.retry_after = retry_after
+
+
+def _period(item: RateLimitItem) -> str:
+    unit = item.GRANULARITY.name
+    return unit if item.multiples == 1 else f"{item.multiples} {unit}s"
+
+
+class NoBudgets:
+    """The shared budgets with the rate limits switched off: nothing is counted."""
+
+    def check_message(self, public_key: str) -> None:
+        pass
+
+    def charge_message(self, public_key: str) -> None:
+        pass
+
+    def charge_owner(self, public_key: str, kind: str) -> None:
+        pass
+
+
+def budgets() -> Budgets | NoBudgets:
+    return current_app.extensions.get("secretlink.budgets") or NoBudgets()

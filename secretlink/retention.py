@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete
 
-from secretlink.storage import MessageRow, Storage, UsedNonceRow, utcnow
+from secretlink.storage import Storage, UsedNonceRow, utcnow
 
 
 @dataclass(frozen=True)
@@ -19,13 +19,11 @@ def purge(database_url: str, retention_days: int) -> PurgeResult:
     storage = Storage.from_url(database_url)
     try:
         now = utcnow()
+        messages = 0
+        if retention_days:
+            # Through storage: the quotas' usage counters go down with the rows.
+            messages = storage.purge_messages(now - timedelta(days=retention_days))
         with storage.engine.begin() as connection:
-            messages = 0
-            if retention_days:
-                cutoff = now - timedelta(days=retention_days)
-                messages = connection.execute(
-                    delete(MessageRow).where(MessageRow.received_at < cutoff)
-                ).rowcount
             nonces = connection.execute(
                 delete(UsedNonceRow).where(UsedNonceRow.expires_at < now)
             ).rowcount

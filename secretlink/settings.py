@@ -285,16 +285,53 @@ class Settings:
     rate_limit_client: str = setting(
         "20/minute;200/hour",
         _rate_limit,
-        "Messages one client (keyed hash of its address) may send.",
+        "Messages one client (keyed hash of its address) may send, counted for every "
+        "attempt, accepted or not (puzzles are counted apart, with the same limit).",
     )
     rate_limit_inbox: str = setting(
-        "60/minute;1000/hour", _rate_limit, "Messages one inbox may receive."
+        "60/minute;1000/hour",
+        _rate_limit,
+        "Messages one inbox may receive, counted only for messages accepted.",
     )
     rate_limit_global: str = setting(
-        "1200/minute", _rate_limit, "Messages the whole instance accepts."
+        "1200/minute",
+        _rate_limit,
+        "Messages the whole instance accepts, counted only for messages accepted.",
+    )
+    rate_limit_owner_read: str = setting(
+        "60/minute;600/hour",
+        _rate_limit,
+        "Message-list requests per inbox, counted once the owner's token verifies.",
+    )
+    rate_limit_owner_write: str = setting(
+        "120/minute;2000/hour",
+        _rate_limit,
+        "Inbox saves and deletions, message deletions per inbox, counted once the "
+        "owner's token verifies.",
     )
     rate_limit_auth: str = setting(
         "30/minute", _rate_limit, "Proof-of-possession requests per client."
+    )
+    inbox_max_messages: int = setting(
+        1000,
+        _int_at_least(0),
+        "Most messages one inbox holds; senders to a full inbox are refused (409 "
+        "`inbox_full`) until its owner deletes some. 0: no cap.",
+    )
+    inbox_max_bytes: int = setting(
+        16 * 1024 * 1024,
+        _int_at_least(0),
+        "Most envelope bytes one inbox holds (16 MiB: 256 of the largest messages, or "
+        "the message cap of small ones). 0: no cap.",
+        "`16777216` (16 MiB)",
+    )
+    storage_budget_bytes: int = setting(
+        1024 * 1024 * 1024,
+        _int_at_least(0),
+        "Most envelope bytes the whole instance holds; beyond it every sender is refused "
+        "(507 `instance_full`). The database file is larger by about 200 bytes a message. "
+        "0: no cap.",
+        "`1073741824` (1 GiB)",
     )
     token_ttl: int = setting(600, _int_at_least(1), "Seconds an inbox access token stays valid.")
     challenge_ttl: int = setting(

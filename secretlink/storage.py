@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from nacl.encoding import RawEncoder
 from nacl.hash import blake2b
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -30,10 +31,12 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    bindparam,
     case,
     delete,
     func,
     select,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -41,7 +44,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from secretlink import migrate
 from secretlink.database import make_engine
-from secretlink.group_commit import GroupCommit
+from secretlink.group_commit import STORED, UNKNOWN_INBOX, GroupCommit
+from secretlink.quotas import QuotaExceeded, QuotaGate, Quotas, Usage
 
 # Constraint names are part of the schema that migrations alter, so they must not be
 # left to each database. These are PostgreSQL's own defaults, which is also what a
@@ -65,6 +69,18 @@ class InboxRow(Base):
     public_key: Mapped[str] = mapped_column(String(43), primary_key=True)
     prompt: Mapped[str] = mapped_column(Text, default="")
     created_on: Mapped[datetime] = mapped_column(DateTime)
+    # What the inbox holds, kept with every insert and delete (secretlink/quotas.py).
+    message_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class InstanceUsageRow(Base):
+    """One row (id 1): the envelope bytes the whole instance holds."""
+
+    __tablename__ = "instance_usage"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger)
 
 
 class MessageRow(Base):
@@ -94,6 +110,13 @@ class UsedNonceRow(Base):
 
     nonce: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+USAGE_QUERY = select(
+    InboxRow.message_count,
+    InboxRow.stored_bytes,
+    select(InstanceUsageRow.stored_bytes).where(InstanceUsageRow.id == 1).scalar_subquery(),
+).where(InboxRow.public_key == bindparam("inbox"))
 
 
 @dataclass(frozen=True)
@@ -133,14 +156,21 @@ def spent_nonce_key(nonce: bytes) -> bytes:
 
 
 class Storage:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, quotas: Quotas | None = None):
         self.engine = engine
         self._session = sessionmaker(engine, expire_on_commit=False)
-        self._group_commit = GroupCommit(engine, MessageRow.__table__)
+        self._gate = QuotaGate(
+            engine.dialect, InboxRow.__table__, InstanceUsageRow.__table__, quotas or Quotas()
+        )
+        self._group_commit = GroupCommit(engine, MessageRow.__table__, admit=self._gate.admit)
+
+    @property
+    def quotas(self) -> Quotas:
+        return self._gate.quotas
 
     @classmethod
-    def from_url(cls, database_url: str) -> "Storage":
-        return cls(make_engine(database_url))
+    def from_url(cls, database_url: str, quotas: Quotas | None = None) -> "Storage":
+        return cls(make_engine(database_url), quotas)
 
     def create_schema(self) -> None:
         """Bring the schema to the newest revision (the migrations own it, not the models)."""
@@ -151,7 +181,18 @@ class Storage:
     # ---- inboxes ----
 
     def save_inbox(self, public_key: str, prompt: str) -> bool:
-        """Create the inbox or update its prompt; True when it was created."""
+        """Create the inbox or update its prompt; True when it was created.
+
+        Two requests creating the same inbox at once both find no row; the second
+        insert then breaks the primary key. That request lost the race, not its
+        inbox: it runs again and finds the row to update (the last prompt wins).
+        """
+        try:
+            return self._create_or_update_inbox(public_key, prompt)
+        except IntegrityError:
+            return self._create_or_update_inbox(public_key, prompt)
+
+    def _create_or_update_inbox(self, public_key: str, prompt: str) -> bool:
         with self._session.begin() as session:
             row = session.get(InboxRow, public_key)
             if row is not None:
@@ -171,11 +212,30 @@ class Storage:
             row = session.get(InboxRow, public_key)
             return Inbox(row.public_key, row.prompt) if row else None
 
+    def usage(self, public_key: str) -> Usage | None:
+        """What the inbox and the instance hold; None if there is no such inbox.
+
+        Asked on every message sent, so through Core, not an ORM session (a quarter
+        of the time).
+        """
+        with self.engine.connect() as connection:
+            found = connection.execute(USAGE_QUERY, {"inbox": public_key}).first()
+            return Usage(*found) if found else None
+
     def delete_inbox(self, public_key: str) -> bool:
         with self._session.begin() as session:
+            # Locks in the quotas' order: message rows, the inbox row, the instance row.
+            # The inbox's counter, read as the row goes, covers every message it had.
             session.execute(delete(MessageRow).where(MessageRow.inbox_key == public_key))
-            result = session.execute(delete(InboxRow).where(InboxRow.public_key == public_key))
-            return result.rowcount > 0
+            freed = session.scalar(
+                delete(InboxRow)
+                .where(InboxRow.public_key == public_key)
+                .returning(InboxRow.stored_bytes)
+            )
+            if freed is None:
+                return False
+            _release_instance(session, freed)
+            return True
 
     # ---- messages ----
 
@@ -183,6 +243,7 @@ class Storage:
         """Store an envelope durably; return its new id, or None if the inbox does not exist.
 
         Concurrent calls are committed together (secretlink.group_commit).
+        Raises QuotaExceeded when the inbox or the instance has no room for it.
         """
         message_id = secrets.token_urlsafe(16)
         row = {
@@ -191,7 +252,12 @@ class Storage:
             "received_at": coarse(utcnow()),
             "envelope": envelope,
         }
-        return message_id if self._group_commit.insert(row) else None
+        outcome = self._group_commit.insert(row)
+        if outcome == STORED:
+            return message_id
+        if outcome == UNKNOWN_INBOX:
+            return None
+        raise QuotaExceeded(outcome)
 
     def list_messages(
         self, public_key: str, limit: int, before: str | None = None
@@ -216,12 +282,30 @@ class Storage:
 
     def delete_message(self, public_key: str, message_id: str) -> bool:
         with self._session.begin() as session:
-            result = session.execute(
-                delete(MessageRow).where(
-                    MessageRow.id == message_id, MessageRow.inbox_key == public_key
-                )
+            size = session.scalar(
+                delete(MessageRow)
+                .where(MessageRow.id == message_id, MessageRow.inbox_key == public_key)
+                .returning(func.length(MessageRow.envelope))
             )
-            return result.rowcount > 0
+            if size is None:
+                return False
+            _release(session, {public_key: (1, size)})
+            return True
+
+    def purge_messages(self, received_before: datetime) -> int:
+        """Delete the messages that arrived before that moment; how many there were."""
+        with self._session.begin() as session:
+            deleted = session.execute(
+                delete(MessageRow)
+                .where(MessageRow.received_at < received_before)
+                .returning(MessageRow.inbox_key, func.length(MessageRow.envelope))
+            ).all()
+            freed: dict[str, tuple[int, int]] = {}
+            for inbox, size in deleted:
+                count, total = freed.get(inbox, (0, 0))
+                freed[inbox] = (count + 1, total + size)
+            _release(session, freed)
+            return len(deleted)
 
     def arrivals_since(self, public_key: str, since: datetime) -> dict[datetime, tuple[int, int]]:
         """Messages stored per minute from `since` on: minute -> (for this inbox, in all).
@@ -258,6 +342,33 @@ class Storage:
         except IntegrityError:
             return False
         return True
+
+
+def _release(session, freed: dict[str, tuple[int, int]]) -> None:
+    """Take deleted messages off the counters: {inbox: (messages, bytes)}.
+
+    Inboxes in key order, then the instance: the order secretlink.quotas locks in.
+    """
+    for inbox in sorted(freed):
+        count, size = freed[inbox]
+        session.execute(
+            update(InboxRow)
+            .where(InboxRow.public_key == inbox)
+            .values(
+                message_count=InboxRow.message_count - count,
+                stored_bytes=InboxRow.stored_bytes - size,
+            )
+        )
+    _release_instance(session, sum(size for _, size in freed.values()))
+
+
+def _release_instance(session, size: int) -> None:
+    if size:
+        session.execute(
+            update(InstanceUsageRow)
+            .where(InstanceUsageRow.id == 1)
+            .values(stored_bytes=InstanceUsageRow.stored_bytes - size)
+        )
 
 
 def received_at_text(moment: datetime) -> str:

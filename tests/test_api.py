@@ -94,7 +94,21 @@ def test_list_is_newest_first_and_pages_with_a_cursor(client, inbox):
 
 
 @pytest.mark.parametrize(
-    "query", ["?limit=0", "?limit=51", "?limit=-1", "?limit=abc", "?limit=1.5", "?limit="]
+    "query",
+    [
+        "?limit=0",
+        "?limit=51",
+        "?limit=-1",
+        "?limit=abc",
+        "?limit=1.5",
+        "?limit=",
+        # int() would take each of these as 5 or 10: only ASCII digits are a number here.
+        "?limit=%205%20",  # " 5 "
+        "?limit=%D9%A5",  # U+0665, ARABIC-INDIC DIGIT FIVE
+        "?limit=1_0",
+        "?limit=%2B5",  # "+5"
+        "?limit=5%0A",  # "5\n"
+    ],
 )
 def test_bad_limit(client, inbox, query):
     keypair, token = inbox

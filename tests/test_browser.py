@@ -389,3 +389,26 @@ def test_start_page_solves_the_creation_puzzle_again_when_stale(browser, live_se
     public_key = link.rsplit("/", 1)[1]
     shown = live_server.app.test_client().get(f"/api/v1/inboxes/{public_key}").get_json()
     assert shown["prompt"] == "after a flood"
+
+
+def test_a_full_inbox_is_said_plainly_to_sender_and_owner(
+    browser, live_server, page_errors, monkeypatch
+):
+    from secretlink.quotas import Quotas
+
+    storage = live_server.app.extensions["secretlink.storage"]
+    monkeypatch.setattr(storage._gate, "quotas", Quotas(inbox_messages=1))
+    recipient = new_page(browser, page_errors)
+    link = create_inbox_in_browser(recipient, live_server.url)
+    # The refused send is logged to the console on purpose here.
+    sender = new_page(browser, PageErrors())
+    send_in_browser(sender, link, "first")
+    sender.get_by_label("Message").fill("second")
+    sender.get_by_role("button", name="Send").click()
+    sender.get_by_role("status").filter(has_text="This inbox is full").wait_for()
+    assert sender.get_by_label("Message").input_value() == "second"  # nothing lost
+
+    recipient.goto(live_server.url + "/inbox")
+    assert shown_messages(recipient) == ["first"]
+    recipient.get_by_role("alert").filter(has_text="This inbox is full").wait_for()
+    assert "1 of 1 messages" in recipient.locator("#usage").text_content()

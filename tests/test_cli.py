@@ -412,3 +412,22 @@ def test_send_strips_one_line_ending_from_standard_input(link, live_server, key_
         "crlf",
         "two endings\n",
     ]
+
+
+def test_a_full_inbox_is_reported_to_sender_and_owner(link, live_server, key_file, monkeypatch):
+    from secretlink.quotas import Quotas
+
+    storage = live_server.app.extensions["secretlink.storage"]
+    monkeypatch.setattr(storage._gate, "quotas", Quotas(inbox_messages=1))
+    assert run("send", link, "first").exit_code == 0
+    assert_fails_cleanly(run("send", link, "second"), "409", "this inbox is full")
+    result = run("inbox", "read", "--server", live_server.url, "--key-file", key_file)
+    assert result.exit_code == 0
+    assert "warning: this inbox is full (1 of 1 messages" in result.stderr
+    assert "first" in result.stdout
+
+
+def test_reading_an_inbox_with_room_prints_no_warning(link, live_server, key_file):
+    run("send", link, "hello")
+    result = run("inbox", "read", "--server", live_server.url, "--key-file", key_file)
+    assert "full" not in result.stderr

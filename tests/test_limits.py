@@ -179,6 +179,166 @@ def test_client_key_changes_at_each_period_boundary_and_only_then(tmp_path, cloc
     assert key_for(app, "192.0.2.1") not in (first, second)
 
 
+# ---- junk cannot spend shared budgets: only accepted messages and verified owners count ----
+
+JUNK_BODIES = [
+    {},  # no ciphertext
+    {"ciphertext": "not base64!"},
+    {"ciphertext": b64encode(b"\x02" + bytes(305))},  # unsupported version
+]
+
+
+def post_junk(client, public_key_text: str, address: str, body: dict):
+    return client.post(
+        f"/api/v1/inboxes/{public_key_text}/messages",
+        json=body,
+        environ_base={"REMOTE_ADDR": address},
+    )
+
+
+def test_junk_to_an_inbox_does_not_spend_its_budget(tmp_path):
+    """The replay of issue 8: a burst of empty posts from many addresses used to fill
+    the inbox's window, and every honest send then got 429 for the minute."""
+    app = make_app(tmp_path, rate_limit_inbox="3/minute")
+    keypair, client = registered_inbox(app), app.test_client()
+    for number in range(30):
+        body = JUNK_BODIES[number % len(JUNK_BODIES)]
+        answer = post_junk(client, keypair.public_key_text, f"192.0.2.{number % 10}", body)
+        assert answer.status_code == 400
+    honest = [send(client, keypair, f"198.51.100.{n}").status_code for n in range(4)]
+    assert honest == [201, 201, 201, 429]
+
+
+def test_junk_to_made_up_inboxes_does_not_spend_the_instance_budget(tmp_path):
+    app = make_app(tmp_path, rate_limit_global="3/minute")
+    keypair, client = registered_inbox(app), app.test_client()
+    message = {"ciphertext": b64encode(seal("x", keypair.public_key))}
+    for number in range(40):
+        made_up = generate_keypair().public_key_text if number % 2 else "x" * 43
+        answer = post_junk(client, made_up, f"192.0.2.{number % 20}", message)
+        assert answer.status_code in (400, 404)
+    honest = [send(client, keypair, f"198.51.100.{n}").status_code for n in range(4)]
+    assert honest == [201, 201, 201, 429]
+
+
+def test_made_up_inbox_paths_leave_no_counters(tmp_path):
+    """A limit's key is an inbox that passed every check, never text from the URL."""
+    app = make_app(tmp_path)
+    keypair, client = registered_inbox(app), app.test_client()
+    made_up = generate_keypair().public_key_text
+    message = {"ciphertext": b64encode(seal("x", keypair.public_key))}
+    assert post_junk(client, made_up, "192.0.2.1", message).status_code == 404
+    assert post_junk(client, "made-up", "192.0.2.1", message).status_code == 400
+    assert send(client, keypair).status_code == 201
+    keys = list(app.extensions["secretlink.limiter"].storage.events)
+    assert [key for key in keys if "inbox:" in key]  # the real inbox is counted
+    assert not [key for key in keys if made_up in key or "made-up" in key]
+
+
+def test_junk_costs_its_sender_own_budget_only(tmp_path):
+    app = make_app(tmp_path, rate_limit_client="3/minute", rate_limit_inbox="3/minute")
+    keypair, client = registered_inbox(app), app.test_client()
+    junk = [post_junk(client, keypair.public_key_text, "192.0.2.66", {}) for _ in range(4)]
+    assert [answer.status_code for answer in junk] == [400, 400, 400, 429]
+    assert send(client, keypair, "192.0.2.66").status_code == 429  # its own budget is spent
+    assert send(client, keypair, "198.51.100.1").status_code == 201  # nobody else's
+
+
+def test_a_full_inbox_window_answers_429_with_retry_after(tmp_path):
+    app = make_app(tmp_path, rate_limit_inbox="1/minute")
+    keypair, client = registered_inbox(app), app.test_client()
+    assert send(client, keypair, "192.0.2.1").status_code == 201
+    refused = send(client, keypair, "192.0.2.2")
+    assert refused.status_code == 429
+    assert refused.get_json() == {
+        "code": "rate_limited",
+        "error": refused.get_json()["error"],
+    }
+    assert "this inbox received too many messages in the last minute" in refused.get_json()["error"]
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+
+
+def test_a_refusal_by_the_inbox_budget_leaves_the_puzzle_unspent(tmp_path):
+    from sqlalchemy import func, select
+
+    from secretlink.crypto.pow import solve
+    from secretlink.storage import UsedNonceRow
+
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        secret_key="k" * 40,
+        pow_difficulty=1,
+        rate_limit_inbox="1/minute",
+    )
+    app = create_app(settings)
+    keypair, client = registered_inbox(app), app.test_client()
+    url = f"/api/v1/inboxes/{keypair.public_key_text}"
+
+    def solved_send():
+        puzzle = client.post(url + "/puzzle").get_json()
+        body = {
+            "ciphertext": b64encode(seal("x", keypair.public_key)),
+            "puzzle": puzzle["puzzle"],
+            "solution": solve(puzzle["puzzle"], puzzle["difficulty"]),
+        }
+        return client.post(url + "/messages", json=body)
+
+    def spent() -> int:
+        engine = app.extensions["secretlink.storage"].engine
+        with engine.connect() as connection:
+            return connection.scalar(select(func.count()).select_from(UsedNonceRow))
+
+    assert solved_send().status_code == 201
+    before = spent()
+    assert solved_send().status_code == 429
+    assert spent() == before  # the refused message's puzzle is still good
+
+
+def owner_get(client, keypair, token, address="192.0.2.1"):
+    return client.get(
+        f"/api/v1/inboxes/{keypair.public_key_text}/messages",
+        headers={"Authorization": f"Bearer {token}"},
+        environ_base={"REMOTE_ADDR": address},
+    )
+
+
+def test_owner_reads_are_limited_per_inbox_after_the_token_verifies(tmp_path):
+    from conftest import get_token
+
+    app = make_app(tmp_path, rate_limit_owner_read="2/minute")
+    keypair, client = registered_inbox(app), app.test_client()
+    other = registered_inbox(app)
+    other_token = get_token(client, other)
+    # Strangers: no token, a forged one, another inbox's. None of it counts.
+    for _ in range(10):
+        assert owner_get(client, keypair, "forged", "203.0.113.9").status_code == 401
+        assert owner_get(client, keypair, other_token, "203.0.113.9").status_code == 403
+    token = get_token(client, keypair)
+    answers = [owner_get(client, keypair, token) for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [200, 200, 429]
+    assert answers[2].get_json()["code"] == "rate_limited"
+    assert int(answers[2].headers["Retry-After"]) > 0
+    # Per inbox: the other owner still reads.
+    assert owner_get(client, other, other_token).status_code == 200
+
+
+def test_owner_writes_are_limited_per_inbox(tmp_path):
+    from conftest import get_token
+
+    app = make_app(tmp_path, rate_limit_owner_write="3/minute")
+    keypair, client = registered_inbox(app), app.test_client()  # its PUT counts once
+    token = get_token(client, keypair)
+    url = f"/api/v1/inboxes/{keypair.public_key_text}"
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(5):  # strangers
+        assert client.delete(url, headers={"Authorization": "Bearer x"}).status_code == 401
+    assert client.put(url, json={"prompt": "a"}, headers=headers).status_code == 200
+    assert client.delete(url + "/messages/nope", headers=headers).status_code == 404
+    refused = client.delete(url, headers=headers)
+    assert refused.status_code == 429
+    assert client.get(url).status_code == 200  # not deleted
+
+
 # ---- Redis: several workers (here: apps) share counters and the hashing key ----
 
 
@@ -244,3 +404,27 @@ def test_each_period_gets_a_new_key_stored_under_its_own_name_in_redis(redis_url
     assert one.current() == second  # and the first worker follows
     # The old key stays until it expires, for workers whose clock lags a little.
     assert store.get(f"secretlink:client-key:{period}") == first
+
+
+def test_two_workers_share_the_inbox_budget_through_redis(tmp_path, redis_url):
+    settings = Settings(
+        data_dir=tmp_path / "shared",
+        secret_key="k" * 40,
+        redis_url=redis_url,
+        rate_limit_inbox="2/minute",
+        pow_difficulty=0,
+    )
+    first, second = create_app(settings), create_app(replace(settings))
+    keypair = registered_inbox(first)
+    for app in (first, second):  # junk on both workers counts nowhere
+        for body in JUNK_BODIES:
+            assert (
+                post_junk(app.test_client(), keypair.public_key_text, "192.0.2.9", body).status_code
+                == 400
+            )
+    codes = [
+        send(first.test_client(), keypair, "192.0.2.1").status_code,
+        send(second.test_client(), keypair, "192.0.2.2").status_code,
+        send(first.test_client(), keypair, "192.0.2.3").status_code,
+    ]
+    assert codes == [201, 201, 429]

@@ -32,7 +32,7 @@ from secretlink.database import make_engine
 from secretlink.migrate import MigrationError, current_revision, head_revision, upgrade
 from secretlink.storage import Base, Storage
 
-APP_TABLES = {"inboxes", "messages", "used_nonces"}
+APP_TABLES = {"inboxes", "messages", "used_nonces", "instance_usage"}
 
 # The tables exactly as secretlink made them with create_all before migrations
 # existed: the same columns, and no naming convention (so unnamed constraints on

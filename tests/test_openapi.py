@@ -227,6 +227,9 @@ def chunked_too_big() -> dict:
 POW = {"pow_difficulty": 8}
 AUTH_LIMIT = {"rate_limits_enabled": True, "rate_limit_auth": "2/minute"}  # register() uses 2
 CLIENT_LIMIT = {"rate_limits_enabled": True, "rate_limit_client": "1/minute"}
+OWNER_READ_LIMIT = {"rate_limits_enabled": True, "rate_limit_owner_read": "1/minute"}
+# register() saves the inbox once: the next owner write is over this limit.
+OWNER_WRITE_LIMIT = {"rate_limits_enabled": True, "rate_limit_owner_write": "1/minute"}
 
 
 def unknown_key() -> str:
@@ -732,6 +735,42 @@ PROBES = [
         lambda w: w.inbox("POST", "/messages", **NOT_JSON),
     ),
     P("post_message", 429, "rate_limited", twice(lambda w: w.post_message()), CLIENT_LIMIT),
+    P(
+        "post_message",
+        409,
+        "inbox_full",
+        twice(lambda w: w.post_message()),
+        {"inbox_max_messages": 1},
+    ),
+    P(
+        "post_message",
+        507,
+        "instance_full",
+        twice(lambda w: w.post_message()),
+        {"storage_budget_bytes": 306},
+    ),
+    P("list_messages", 429, "rate_limited", twice(list_a_page), OWNER_READ_LIMIT),
+    P(
+        "save_inbox",
+        429,
+        "rate_limited",
+        lambda w: w.inbox("PUT", token=w.token, json={}),
+        OWNER_WRITE_LIMIT,
+    ),
+    P(
+        "delete_inbox",
+        429,
+        "rate_limited",
+        lambda w: w.inbox("DELETE", token=w.token),
+        OWNER_WRITE_LIMIT,
+    ),
+    P(
+        "delete_message",
+        429,
+        "rate_limited",
+        lambda w: w.inbox("DELETE", "/messages/x", w.token),
+        OWNER_WRITE_LIMIT,
+    ),
     # GET /inboxes/{public_key}/messages
     P("list_messages", 200, None, list_a_page),
     P(

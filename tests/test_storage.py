@@ -9,6 +9,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 
 from secretlink.crypto import generate_keypair
+from secretlink.quotas import QuotaExceeded, Quotas, Usage
 from secretlink.storage import (
     MessageRow,
     Storage,
@@ -311,3 +312,148 @@ def test_a_new_sqlite_database_and_its_journal_are_private(tmp_path):
             assert mode == 0o600, (name, oct(mode))
     finally:
         storage.engine.dispose()
+
+
+def test_concurrent_creations_of_one_inbox_all_succeed(storage):
+    """Requests creating the same inbox at once: one creates it, the others update it,
+    none fails on the primary key (this used to be a 500 UNIQUE constraint)."""
+    import threading
+
+    public_key = generate_keypair().public_key_text
+    start = threading.Barrier(8)
+    results: list[object] = []
+
+    def create(number: int) -> None:
+        start.wait()
+        try:
+            results.append(storage.save_inbox(public_key, f"prompt {number}"))
+        except Exception as exc:  # the assertion below shows what went wrong
+            results.append(exc)
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(map(repr, results)) == sorted(["True"] + ["False"] * 7)
+    assert storage.get_inbox(public_key).prompt.startswith("prompt ")
+
+
+# ---- quotas: exact usage counters, caps that concurrent writers cannot overshoot ----
+
+
+def true_usage(storage: Storage, public_key: str) -> tuple[int, int]:
+    with storage.engine.connect() as connection:
+        count, size = connection.execute(
+            select(
+                func.count(), func.coalesce(func.sum(func.length(MessageRow.envelope)), 0)
+            ).where(MessageRow.inbox_key == public_key)
+        ).one()
+        return count, size
+
+
+def instance_bytes(storage: Storage) -> int:
+    with storage.engine.connect() as connection:
+        return connection.scalar(
+            select(func.coalesce(func.sum(func.length(MessageRow.envelope)), 0))
+        )
+
+
+def test_usage_counters_follow_every_insert_and_delete(storage):
+    first, second = new_inbox(storage), new_inbox(storage)
+    ids = [add(storage, first, bytes(300 + n)) for n in range(4)]
+    add(storage, second, bytes(1000))
+    assert storage.usage(first) == Usage(4, 1206, 2206)
+    assert storage.delete_message(first, ids[0])
+    assert not storage.delete_message(first, ids[0])  # gone already: counted once
+    assert (storage.usage(first).messages, storage.usage(first).bytes) == true_usage(storage, first)
+    assert storage.delete_inbox(second)
+    assert storage.usage(first).instance_bytes == instance_bytes(storage) == 906
+    assert storage.usage(second) is None
+
+
+def test_purge_takes_purged_messages_off_the_counters(storage):
+    public_key = new_inbox(storage)
+    add(storage, public_key, bytes(500))
+    assert storage.purge_messages(utcnow() + timedelta(minutes=2)) == 1
+    assert storage.usage(public_key) == Usage(0, 0, 0)
+
+
+def test_a_full_inbox_refuses_and_keeps_what_it_holds(database_url):
+    storage = Storage.from_url(database_url, Quotas(inbox_messages=3, inbox_bytes=10_000))
+    storage.create_schema()
+    try:
+        public_key, other = new_inbox(storage), new_inbox(storage)
+        ids = [add(storage, public_key, bytes(400)) for _ in range(3)]
+        with pytest.raises(QuotaExceeded) as refused:
+            storage.add_message(public_key, bytes(400))
+        assert (refused.value.status, refused.value.code) == (409, "inbox_full")
+        assert listed_ids(storage, public_key) == ids[::-1]  # nothing lost
+        assert storage.delete_message(public_key, ids[0])
+        add(storage, public_key, bytes(400))  # room again
+        # Bytes: 9,000 of 10,000 take one more of 1,000 but not of 1,001.
+        add(storage, other, bytes(9000))
+        add(storage, other, bytes(1000))
+        with pytest.raises(QuotaExceeded):
+            storage.add_message(other, bytes(1))
+    finally:
+        storage.engine.dispose()
+
+
+def test_a_full_instance_refuses_every_inbox(database_url):
+    storage = Storage.from_url(database_url, Quotas(instance_bytes=2000))
+    storage.create_schema()
+    try:
+        first, second = new_inbox(storage), new_inbox(storage)
+        add(storage, first, bytes(1500))
+        add(storage, second, bytes(500))
+        for public_key in (first, second):
+            with pytest.raises(QuotaExceeded) as refused:
+                storage.add_message(public_key, bytes(306))
+            assert (refused.value.status, refused.value.code) == (507, "instance_full")
+        assert storage.usage(first).instance_bytes == 2000
+    finally:
+        storage.engine.dispose()
+
+
+def test_concurrent_writers_of_two_processes_cannot_overshoot_a_cap(database_url):
+    """Two Storage objects (two engines and writer threads, as two workers have) and
+    24 senders at once, for an inbox capped at 5 and an instance capped at 9 messages'
+    bytes: exactly the caps are stored, every other sender is refused."""
+    import threading
+
+    quotas = Quotas(inbox_messages=5, instance_bytes=9 * 400)
+    workers = [Storage.from_url(database_url, quotas) for _ in range(2)]
+    workers[0].create_schema()
+    try:
+        capped, other = new_inbox(workers[0]), new_inbox(workers[0])
+        start = threading.Barrier(24)
+        outcomes: list[str] = []
+
+        def send(number: int) -> None:
+            storage = workers[number % 2]
+            target = capped if number % 3 else other
+            start.wait()
+            try:
+                storage.add_message(target, bytes(400))
+                outcomes.append("stored")
+            except QuotaExceeded as exc:
+                outcomes.append(exc.code)
+
+        threads = [threading.Thread(target=send, args=(n,)) for n in range(24)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(outcomes) == 24
+        assert outcomes.count("stored") == 9
+        assert true_usage(workers[0], capped)[0] <= 5
+        assert instance_bytes(workers[0]) == 9 * 400
+        assert workers[0].usage(capped).instance_bytes == 9 * 400
+        for public_key in (capped, other):
+            count, size = true_usage(workers[0], public_key)
+            usage = workers[1].usage(public_key)
+            assert (usage.messages, usage.bytes) == (count, size)
+    finally:
+        for storage in workers:
+            storage.engine.dispose()

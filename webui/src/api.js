@@ -85,16 +85,19 @@ export function inboxSession(keyPair) {
       return withWork(puzzle, (fields) => call("PUT", "", { prompt, ...fields }), { progress, onStale });
     },
     remove: () => call("DELETE", ""),
+    // Every message, newest first, and the inbox's usage against its quota.
     async allMessages() {
       const messages = [];
       let before = null;
+      let usage = null;
       do {
         const query = before ? `?before=${encodeURIComponent(before)}` : "";
         const page = await call("GET", `/messages${query}`);
         messages.push(...page.messages);
+        usage ??= page.usage ?? null;
         before = page.next;
       } while (before);
-      return messages;
+      return { messages, usage };
     },
     deleteMessage: (id) => call("DELETE", `/messages/${encodeURIComponent(id)}`),
   };

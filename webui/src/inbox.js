@@ -51,9 +51,10 @@ async function refresh() {
   if (!current) return;
   say("Fetching messages…");
   try {
-    const messages = await current.session.allMessages();
+    const { messages, usage } = await current.session.allMessages();
     $("#messages").replaceChildren(...messages.map(renderMessage));
     $("#empty").hidden = messages.length > 0;
+    showUsage(usage);
     say(messages.length === 1 ? "1 message." : `${messages.length} messages.`);
   } catch (err) {
     say(err.code === "unknown_inbox"
@@ -62,11 +63,40 @@ async function refresh() {
   }
 }
 
+function formatBytes(bytes) {
+  return bytes >= 1024 * 1024
+    ? `${(bytes / (1024 * 1024)).toFixed(1)} MiB`
+    : `${Math.ceil(bytes / 1024)} KiB`;
+}
+
+// How much of its quota the inbox uses, and a plain sentence when senders are refused.
+function showUsage(usage) {
+  const line = $("#usage");
+  const full = $("#inbox-full");
+  if (!usage) {
+    line.textContent = "";
+    full.hidden = true;
+    return;
+  }
+  const parts = [usage.max_messages
+    ? `${usage.messages} of ${usage.max_messages} messages`
+    : `${usage.messages} messages`];
+  if (usage.max_bytes) parts.push(`${formatBytes(usage.bytes)} of ${formatBytes(usage.max_bytes)}`);
+  line.textContent = `Space used: ${parts.join(", ")}.`;
+  full.hidden = !usage.full;
+  full.textContent = usage.instance_full
+    ? "This server is full: nobody can send you messages until it has room again. Tell its operator."
+    : "This inbox is full: senders are turned away until you delete messages.";
+}
+
 async function deleteMessage(id, item) {
   try {
     await current.session.deleteMessage(id);
     item.remove();
     $("#empty").hidden = $("#messages").children.length > 0;
+    // Deleting makes room: the usage shown is out of date until the next refresh.
+    $("#inbox-full").hidden = true;
+    $("#usage").textContent = "";
     say("Message deleted.");
   } catch (err) {
     say(`Could not delete the message: ${err.message}`, "error");
@@ -81,6 +111,7 @@ async function openInbox(keyPair) {
   $("#inbox").hidden = false;
   $("#inbox-link").value = `${location.origin}/to/${publicKey}`;
   $("#messages").replaceChildren();
+  showUsage(null);
   try {
     const info = await request("GET", `/api/v1/inboxes/${publicKey}`);
     $("#inbox-prompt").textContent = info.prompt ? `Prompt: ${info.prompt}` : "";

@@ -122,6 +122,9 @@ async function postMessage(ciphertext) {
 
 const SEND_ERRORS = {
   unknown_inbox: "This inbox does not exist (any more). Your message was not sent.",
+  inbox_full: "This inbox is full: its owner has to delete messages before it takes more. Your message was not sent; try again later.",
+  instance_full: "This server is full and takes no messages for now. Your message was not sent; try again later.",
+  rate_limited: "Too many messages right now (from your network, to this inbox, or to this server). Your message was not sent; wait a minute and try again.",
   too_large: "The message is too long for this server. Your message was not sent.",
   unreachable: "Could not reach the server. Your message was not sent; try again.",
 };
