@@ -50,6 +50,12 @@ STORED: dict[str, dict[str, tuple[Callable[[object], bool], str]]] = {
         "public_key": (anything, "the inbox's key (it is in the inbox's link)"),
         "prompt": (anything, "the owner's prompt, shown to every sender"),
         "created_on": (day, "the day the inbox was created"),
+        "message_count": (anything, "how many messages it holds now (its quota's counter)"),
+        "stored_bytes": (anything, "the envelope bytes it holds now (its quota's counter)"),
+    },
+    "instance_usage": {
+        "id": (anything, "always 1: the one row"),
+        "stored_bytes": (anything, "the envelope bytes the instance holds now"),
     },
     "messages": {
         "seq": (
