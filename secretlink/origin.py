@@ -97,8 +97,9 @@ def _refuse(code: str, message: str) -> Response:
     return response
 
 
-def _request_host() -> tuple[str, int] | None:
-    """(host, port) of the request's Host (after ProxyFix, if proxies are trusted)."""
+def _request_host() -> tuple[str, int | None] | None:
+    """(host, port or None) of the request's Host (after ProxyFix, if proxies are
+    trusted); None if it is malformed."""
     value = request.environ.get("HTTP_HOST") or request.host
     if not (value.isascii() and value.isprintable()):
         return None
@@ -106,7 +107,7 @@ def _request_host() -> tuple[str, int] | None:
         host, port = parse_authority(value)
     except InvalidOriginError:
         return None
-    return host, port or DEFAULT_PORTS[request.scheme]
+    return host, port
 
 
 def check_host() -> Response | None:
@@ -123,8 +124,8 @@ def check_host() -> Response | None:
         return None
     for origin in origins:
         # The scheme is not compared: behind a TLS-terminating proxy the request
-        # arrives over http for an https origin.
-        if origin.host == host and origin.port == port:
+        # arrives over http, with the Host of an https origin and no port.
+        if origin.host == host and origin.port == (port or DEFAULT_PORTS[origin.scheme]):
             g.secretlink_origin = str(origin)
             return None
     return _refuse("host_not_allowed", _not_allowed_reason(origins))

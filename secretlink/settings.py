@@ -318,6 +318,10 @@ class Settings:
         database_url = self.database_url or f"sqlite:///{data_dir / 'secretlink.sqlite3'}"
         try:
             data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # A folder that already existed (made by hand, a package or an older
+            # release) is tightened too: it holds the secret key and the database.
+            if data_dir.stat().st_mode & 0o077:
+                data_dir.chmod(0o700)
             secret_key = self.secret_key or load_or_create_secret_key(data_dir / "secret_key")
         except OSError as exc:
             raise SettingsError(
