@@ -152,9 +152,8 @@ def token_for(server: Server, host: str, keypair, origin: str) -> Answer:
         data["expires_at"],
         origin,
     )
-    return server.send(
-        "POST", "/api/v1/auth/token", host, {"challenge": data["challenge"], "proof": b64encode(mac)}
-    )
+    answer = {"challenge": data["challenge"], "proof": b64encode(mac)}
+    return server.send("POST", "/api/v1/auth/token", host, answer)
 
 
 def assert_refused(answer: Answer, code: str) -> dict:
