@@ -250,20 +250,20 @@ def test_base_url_and_onion_origin_on_another_loopback_address(tmp_path):
     each request's link and proof use the origin its Host names."""
     onion = "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz2345.onion"
     env = {
-        "SECRETLINK_BASE_URL": "https://Secretlink.Example:443/",
+        "SECRETLINK_BASE_URL": "https://FAß.Example:443/",  # UTS 46: xn--fa-hia, not fass
         "SECRETLINK_ONION_URL": f"http://{onion}",
     }
     with serving(tmp_path, address="127.0.0.2", env=env) as server:
         keypair = generate_keypair()
-        for host in (RELAY, f"127.0.0.2:{server.port}", "secretlink.example:8443"):
+        for host in (RELAY, f"127.0.0.2:{server.port}", "xn--fa-hia.example:8443", "fass.example"):
             body = assert_refused(
                 server.send("POST", "/api/v1/auth/challenge", host, {}), "host_not_allowed"
             )
             assert "SECRETLINK_BASE_URL" in body["error"]
             assert onion not in body["error"]  # the onion name is not handed to strangers
         for host, origin in [
-            ("secretlink.example", "https://secretlink.example"),
-            ("secretlink.example:443", "https://secretlink.example"),
+            ("xn--fa-hia.example", "https://xn--fa-hia.example"),
+            ("XN--FA-HIA.Example:443", "https://xn--fa-hia.example"),
             (onion, f"http://{onion}"),
         ]:
             assert token_for(server, host, keypair, f"http://{RELAY}").status == 401
