@@ -12,10 +12,11 @@ name than the `xn--fa-hia` a browser (and `requests`) sends.
 
 import ipaddress
 import re
+import unicodedata
 
 import idna
 
-from secretlink.crypto.errors import SecretlinkCryptoError
+from secretlink.crypto.errors import InvalidOriginError
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_HOST_LENGTH = 253  # a DNS name, RFC 1035; IPv6 literals are far shorter
@@ -28,10 +29,6 @@ _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _NUMERIC_LAST_LABEL = re.compile(r"(0[xX][0-9a-fA-F]*|[0-9]+)")
 # Characters that end, split or escape a host in some parser: refused, not guessed at.
 _NOT_IN_HOST = re.compile(r"[\x00-\x20\x7f@%\\/?#\[\]:<>^|\"'`{}]")
-
-
-class InvalidOriginError(SecretlinkCryptoError):
-    """A URL or Host has no origin this specification accepts."""
 
 
 def canonical_origin(url: str) -> str:
@@ -103,11 +100,17 @@ def _ipv6(text: str) -> str:
         raise InvalidOriginError("not a valid IPv6 address") from None
 
 
+def _name_character(character: str) -> bool:
+    """Letters, marks, numbers, `-` and `.`: what the JavaScript side checks too, before
+    the mapping (which then refuses more, and maps the rest to [a-z0-9-])."""
+    return character in "-." or unicodedata.category(character)[0] in "LMN"
+
+
 def _host_name(name: str) -> str:
     """An IPv4 address in dotted decimal, or a DNS name mapped to its ASCII form."""
     if not name:
         raise InvalidOriginError("the host is empty")
-    if _NOT_IN_HOST.search(name):
+    if _NOT_IN_HOST.search(name) or not all(_name_character(c) for c in name):
         raise InvalidOriginError("the host holds a character no host name may hold")
     last = name.rstrip(".").rsplit(".", 1)[-1]
     if _NUMERIC_LAST_LABEL.fullmatch(last):

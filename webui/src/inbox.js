@@ -1,7 +1,14 @@
 // The inbox page: keys kept in this browser, or loaded from a key file; messages
 // fetched as ciphertext after a proof of possession and decrypted here.
 
-import { SecretlinkCryptoError, b64decode, b64encode, loadKeyFile, openEnvelope } from "../../crypto/secretlink.js";
+import {
+  SecretlinkCryptoError,
+  b64decode,
+  b64encode,
+  canonicalOrigin,
+  loadKeyFile,
+  openEnvelope,
+} from "../../crypto/secretlink.js";
 import { inboxSession, request } from "./api.js";
 import { askPersistence, forgetKey, keyFileName, keyFileText, listKeys, loadKey, saveKey } from "./keystore.js";
 import { $, copyField, downloadText, element, say } from "./ui.js";
@@ -128,9 +135,19 @@ async function openKeyFile(event) {
     // Not stored (private mode): the inbox still opens for this visit.
   }
   await openInbox(keyPair);
-  $("#key-file-note").textContent = keyFile.server && keyFile.server !== location.origin
+  $("#key-file-note").textContent = keyFile.server && !isThisOrigin(keyFile.server)
     ? `This key file was made for ${keyFile.server}; the inbox shown is the one on this server.`
     : "";
+}
+
+// A key file's server names this page's origin if it normalises to it (SPEC 7.5):
+// `https://Bücher.example:443/` is `https://xn--bcher-kva.example`.
+function isThisOrigin(server) {
+  try {
+    return canonicalOrigin(server) === location.origin;
+  } catch {
+    return false;
+  }
 }
 
 // Open a key kept in this browser; it may have been removed in another tab meanwhile.
