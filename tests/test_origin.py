@@ -138,3 +138,25 @@ def test_api_md_states_the_csp_that_is_sent(client):
     assert row, "docs/API.md has no Content-Security-Policy row"
     for path in ("/", "/inbox", "/api/v1/nope", "/healthz"):
         assert client.get(path).headers["Content-Security-Policy"] == row[1], path
+
+
+def test_behind_trusted_proxies_the_forwarded_host_is_checked(tmp_path):
+    settings = Settings(
+        data_dir=tmp_path, base_url="https://secretlink.example", trusted_proxy_hops=1
+    )
+    app = create_app(settings)
+    client = app.test_client()
+
+    def status(forwarded_host: str) -> int:
+        headers = {"Host": "127.0.0.1:8000", "X-Forwarded-Host": forwarded_host}
+        return client.get("/inbox", headers=headers).status_code
+
+    assert status("secretlink.example") == 200
+    assert status("relay.example") == 400
+    assert status("a b") == 400
+    # Without trusted proxies the header means nothing: the Host itself is checked.
+    plain = create_app(replace(settings, trusted_proxy_hops=0))
+    headers = {"Host": "secretlink.example", "X-Forwarded-Host": "relay.example"}
+    assert plain.test_client().get("/inbox", headers=headers).status_code == 200
+    for each in (app, plain):
+        each.extensions["secretlink.storage"].engine.dispose()
