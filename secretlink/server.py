@@ -116,7 +116,7 @@ def prepare(settings: Settings) -> Settings:
 def serve(settings: Settings) -> None:
     logs.configure(settings.log_level)
     settings = prepare(settings)
-    if settings.trust_host_header and not settings.base_url:
+    if settings.trust_host_header and not (settings.base_url or settings.onion_url):
         log.warning(
             "--trust-host-header: links and proofs of possession take the origin from each "
             "request's Host header; a relay can choose it (docs/DEPLOY.md)."

@@ -203,9 +203,10 @@ class Settings:
     trust_host_header: bool = setting(
         False,
         _bool,
-        "Accept any well-formed Host and take the origin from it (`serve "
-        "--trust-host-header`). Then a relay can pass its own name as Host and have "
-        "proofs made for it accepted: use only behind a proxy that sends one fixed Host.",
+        "With no origin set, accept any well-formed Host and take the origin from it, "
+        "even on a public address (`serve --trust-host-header`). Then a relay can pass "
+        "its own name as Host and have proofs made for it accepted: use only behind a "
+        "proxy that sends one fixed Host.",
     )
     host: str = setting("127.0.0.1", str, "Address `secretlink serve` listens on.")
     port: int = setting(8000, _int_at_least(1), "Port `secretlink serve` listens on.")
