@@ -9,12 +9,19 @@ from dataclasses import replace
 import pytest
 import requests
 from conftest import ROOT
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from secretlink import create_app
 from secretlink.client import normalize_server
+from secretlink.crypto.origin import InvalidOriginError, canonical_origin
+from secretlink.crypto.proof import transcript
 from secretlink.origin import Origin, loopback_names, origin_list, refuse_unsafe_serving
 from secretlink.settings import Settings, SettingsError
+
+settings_for_hypothesis = hypothesis_settings(max_examples=300, deadline=None)
 
 
 @pytest.mark.parametrize(
@@ -160,3 +167,31 @@ def test_behind_trusted_proxies_the_forwarded_host_is_checked(tmp_path):
     assert plain.test_client().get("/inbox", headers=headers).status_code == 200
     for each in (app, plain):
         each.extensions["secretlink.storage"].engine.dispose()
+
+
+@settings_for_hypothesis
+@given(st.text(max_size=80) | st.from_regex(r"https?://[^/?#]{0,40}(:[0-9]{0,6})?", fullmatch=True))
+def test_any_url_gives_a_canonical_origin_or_invalid_origin_error(url):
+    try:
+        origin = canonical_origin(url)
+    except InvalidOriginError:
+        return
+    assert canonical_origin(origin) == origin
+    transcript(bytes(32), bytes(32), bytes(32), 0, origin)  # a valid transcript origin
+
+
+@pytest.fixture(scope="module")
+def host_app(tmp_path_factory):
+    app = create_app(Settings(data_dir=tmp_path_factory.mktemp("h"), base_url="http://localhost"))
+    yield app
+    app.extensions["secretlink.storage"].engine.dispose()
+
+
+@settings_for_hypothesis
+@given(host=st.text(max_size=40))
+def test_any_host_header_is_answered_without_a_server_error(host_app, host):
+    environ = EnvironBuilder(path="/inbox").get_environ()
+    # As a server hands it over: the header's bytes, read as Latin-1.
+    environ["HTTP_HOST"] = host.encode("utf-8", "surrogatepass").decode("latin-1")
+    _, status, _ = run_wsgi_app(host_app, environ, buffered=True)
+    assert status[:3] in ("200", "400"), (host, status)
