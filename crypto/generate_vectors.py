@@ -499,6 +499,22 @@ ORIGIN_CASES = [
     ("IPv4 with a leading zero", "http://127.0.0.01", "InvalidOriginError"),
     ("IPv4 octet over 255", "http://192.0.2.256", "InvalidOriginError"),
     ("name ending in a number", "http://example.123", "InvalidOriginError"),
+    (
+        "name mapped to a number (a browser reads \u00b2 as 2, the IPv4 address 0.0.0.2)",
+        "http://\u00b2",
+        "InvalidOriginError",
+    ),
+    (
+        "fullwidth digits mapped to an IPv4 address",
+        "http://\uff11.\uff12.\uff13.\uff14",
+        "InvalidOriginError",
+    ),
+    (
+        "internationalized label ending in a hyphen",
+        "https://b\u00fccher-.example",
+        "InvalidOriginError",
+    ),
+    ("label starting with a combining mark", "https://\u0301a.example", "InvalidOriginError"),
     ("IPv6 without brackets", "http://2001:db8::1", "InvalidOriginError"),
     ("IPv6 not closed", "http://[::1", "InvalidOriginError"),
     ("IPv6 with a zone", "http://[fe80::1%25eth0]", "InvalidOriginError"),

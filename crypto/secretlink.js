@@ -399,7 +399,28 @@ function hostName(name) {
   if (ascii.length > MAX_HOST_LENGTH || !labels.every((label) => LABEL.test(label) && !badHyphens(label))) {
     throw originError(`the host must be letters, digits and hyphens in labels of 1 to 63, at most ${MAX_HOST_LENGTH} in all`);
   }
+  if (ascii !== name.toLowerCase() && !validUnicodeLabels(name)) {
+    throw originError("the host is not a valid (internationalized) name");
+  }
+  // Mapped to a number (`²` is `2`): the URL parser has read it as an IPv4 address.
+  if (NUMERIC_LAST_LABEL.test(labels[labels.length - 1])) {
+    throw originError("a host ending in a number must be an IPv4 address");
+  }
   return ascii;
+}
+
+// IDNA2008's rules for a label before its xn-- encoding (RFC 5891 section 4.2.3.1 and
+// 4.2.3.2), which the URL parser does not apply: no hyphen at either end or in the
+// third and fourth place, no combining mark first. NFKC and lower case stand in for
+// the UTS 46 mapping, which agrees with them for these checks.
+function validUnicodeLabels(name) {
+  return name
+    .normalize("NFKC")
+    .toLowerCase()
+    .split(".")
+    .every((label) =>
+      /^[\x00-\x7f]*$/.test(label) ||
+      (!label.startsWith("-") && !label.endsWith("-") && label.slice(2, 4) !== "--" && !/^\p{M}/u.test(label)));
 }
 
 function ipv6(text) {

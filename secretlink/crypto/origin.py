@@ -132,4 +132,7 @@ def _host_name(name: str) -> str:
             f"the host must be letters, digits and hyphens in labels of 1 to 63, "
             f"at most {MAX_HOST_LENGTH} in all"
         )
+    if _NUMERIC_LAST_LABEL.fullmatch(labels[-1]):
+        # Mapped to a number (`²` is `2`): a browser would now read an IPv4 address.
+        raise InvalidOriginError("a host ending in a number must be an IPv4 address")
     return ascii_name
