@@ -1,7 +1,6 @@
 import os
 import secrets
 import shutil
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -210,18 +209,24 @@ def live_server(tmp_path) -> Iterator[LiveServer]:
     # The CLI and browser flows send more from one address than the default limits
     # allow; the limits have tests of their own (test_limits.py).
     # A real but cheap proof of work: the CLI and the browser solve it as in production.
-    # Bound first, so that the app can be told its origin (the port) before it starts.
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
+    # The app must be told its origin, whose port waitress picks when it binds: it
+    # binds first, serving through a hand-off that the app fills in before any request.
+    apps: list[Flask] = []
+    server = create_server(
+        lambda environ, start_response: apps[0](environ, start_response),
+        host="127.0.0.1",
+        port=0,
+        threads=4,
+    )
     app = create_app(
         Settings(
             data_dir=tmp_path / "live",
             rate_limits_enabled=False,
             pow_difficulty=8,
-            base_url=f"http://127.0.0.1:{port}",
+            base_url=f"http://127.0.0.1:{server.effective_port}",
         )
     )
-    server = create_server(app, sockets=[listener], threads=4)
+    apps.append(app)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
