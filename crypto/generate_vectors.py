@@ -718,6 +718,141 @@ def challenge_cases(base: dict) -> list[dict]:
     return out
 
 
+# The longest host: four labels, 63 + 63 + 63 + 61 letters and three dots = 253.
+LONGEST_HOST = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+
+# (desc, URL, expected origin or error class): written out by hand, so that the
+# generator checks the Python implementation instead of copying it.
+ORIGIN_CASES = [
+    ("already canonical", "https://secretlink.example", "https://secretlink.example"),
+    (
+        "scheme and host lower-cased, default port and slash dropped",
+        "HTTPS://Secretlink.Example:443/",
+        "https://secretlink.example",
+    ),
+    ("http's default port dropped", "http://secretlink.example:80", "http://secretlink.example"),
+    ("another port kept", "http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+    ("https on port 80 keeps it", "https://secretlink.example:80", "https://secretlink.example:80"),
+    (
+        "path, query and fragment ignored",
+        "https://secretlink.example/to/x?y#z",
+        "https://secretlink.example",
+    ),
+    (
+        "surrounding ASCII whitespace ignored",
+        " \thttps://secretlink.example\n",
+        "https://secretlink.example",
+    ),
+    (
+        "UTS 46 non-transitional: \u00df stays, as xn--fa-hia (IDNA2003 would give fass)",
+        "http://FA\u00df.Example:8000",
+        "http://xn--fa-hia.example:8000",
+    ),
+    (
+        "internationalized name to its xn-- form",
+        "https://B\u00fccher.example",
+        "https://xn--bcher-kva.example",
+    ),
+    ("xn-- form kept", "https://xn--bcher-kva.example", "https://xn--bcher-kva.example"),
+    (
+        "right-to-left name",
+        "https://\u0627\u0644\u0639\u0631\u0628\u064a\u0629.example",
+        "https://xn--mgbcd4a2b0d2b.example",
+    ),
+    ("fullwidth letters mapped", "https://\uff33\uff2c.example", "https://sl.example"),
+    (
+        "IPv6 literal compressed and lower-cased",
+        "http://[2001:DB8:0:0:0:0:0:1]:8000",
+        "http://[2001:db8::1]:8000",
+    ),
+    ("IPv6 loopback", "http://[0:0::1]", "http://[::1]"),
+    ("IPv4 dotted decimal", "http://192.0.2.1:8443", "http://192.0.2.1:8443"),
+    (
+        "longest host, longest port: the longest origin (267 bytes)",
+        f"https://{LONGEST_HOST}:65535",
+        f"https://{LONGEST_HOST}:65535",
+    ),
+    ("host of 254 characters", f"https://{LONGEST_HOST}d", "InvalidOriginError"),
+    ("label of 64 characters", f"https://{'a' * 64}.example", "InvalidOriginError"),
+    ("another scheme", "ftp://secretlink.example", "InvalidOriginError"),
+    ("no scheme", "secretlink.example", "InvalidOriginError"),
+    ("empty host", "https://", "InvalidOriginError"),
+    ("empty host before a port", "https://:443", "InvalidOriginError"),
+    ("user information", "https://user@secretlink.example", "InvalidOriginError"),
+    (
+        "backslash (a browser ends the host there, urlsplit does not)",
+        "https://evil.example\\@secretlink.example",
+        "InvalidOriginError",
+    ),
+    ("percent-escape in the host", "https://secretlink%2Eexample", "InvalidOriginError"),
+    ("space in the host", "https://a b.example", "InvalidOriginError"),
+    (
+        "tab inside the host (a browser would drop it)",
+        "https://secret\tlink.example",
+        "InvalidOriginError",
+    ),
+    ("port that is not a number", "http://x.example:abc", "InvalidOriginError"),
+    ("port 0", "http://x.example:0", "InvalidOriginError"),
+    ("port 65536", "http://x.example:65536", "InvalidOriginError"),
+    ("empty port", "http://x.example:", "InvalidOriginError"),
+    ("port with a sign", "http://x.example:+80", "InvalidOriginError"),
+    ("underscore", "https://a_b.example", "InvalidOriginError"),
+    (
+        "symbol (UTS 46 allows it, IDNA2008 does not)",
+        "https://\u2603.example",
+        "InvalidOriginError",
+    ),
+    ("label starting with a hyphen", "https://-a.example", "InvalidOriginError"),
+    ("hyphens in the third and fourth place", "https://ab--c.example", "InvalidOriginError"),
+    ("empty label", "https://a..example", "InvalidOriginError"),
+    ("trailing dot", "https://secretlink.example.", "InvalidOriginError"),
+    ("IPv4 in short form (a browser reads 127.0.0.1)", "http://127.1", "InvalidOriginError"),
+    ("IPv4 in hexadecimal", "http://0x7f.0.0.1", "InvalidOriginError"),
+    ("IPv4 with a leading zero", "http://127.0.0.01", "InvalidOriginError"),
+    ("IPv4 octet over 255", "http://192.0.2.256", "InvalidOriginError"),
+    ("name ending in a number", "http://example.123", "InvalidOriginError"),
+    (
+        "name mapped to a number (a browser reads \u00b2 as 2, the IPv4 address 0.0.0.2)",
+        "http://\u00b2",
+        "InvalidOriginError",
+    ),
+    (
+        "fullwidth digits mapped to an IPv4 address",
+        "http://\uff11.\uff12.\uff13.\uff14",
+        "InvalidOriginError",
+    ),
+    (
+        "internationalized label ending in a hyphen",
+        "https://b\u00fccher-.example",
+        "InvalidOriginError",
+    ),
+    ("label starting with a combining mark", "https://\u0301a.example", "InvalidOriginError"),
+    ("IPv6 without brackets", "http://2001:db8::1", "InvalidOriginError"),
+    ("IPv6 not closed", "http://[::1", "InvalidOriginError"),
+    ("IPv6 with a zone", "http://[fe80::1%25eth0]", "InvalidOriginError"),
+    ("something after the IPv6 literal", "http://[::1]x", "InvalidOriginError"),
+    ("invalid IPv6", "http://[1:2:3:4:5:6:7:8:9]", "InvalidOriginError"),
+]
+
+
+def origin_cases() -> list[dict]:
+    from secretlink.crypto.errors import InvalidOriginError
+    from secretlink.crypto.origin import canonical_origin
+
+    cases = []
+    for desc, url, expected in ORIGIN_CASES:
+        try:
+            got = canonical_origin(url)
+        except InvalidOriginError:
+            got = "InvalidOriginError"
+        assert got == expected, (desc, url, got)
+        if expected == "InvalidOriginError":
+            cases.append({"desc": desc, "url": url, "expect": expected})
+        else:
+            cases.append({"desc": desc, "url": url, "origin": expected, "expect": "ok"})
+    return cases
+
+
 def b64d(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
@@ -743,6 +878,11 @@ FILES = {
         "== mac; verify(server_secret, verify_public_key or public_key, nonce, "
         "verify_expires_at or expires_at, verify_origin or origin, mac).",
         auth_cases,
+    ),
+    "origin.json": (
+        "Origins (section 7.5): canonical_origin(url) == origin, or the error. Every "
+        "`ok` origin is a valid transcript origin; one byte more than the longest is not.",
+        origin_cases,
     ),
 }
 

@@ -40,6 +40,7 @@ export class PaddingError extends SecretlinkCryptoError {}
 export class PayloadError extends SecretlinkCryptoError {}
 export class KeyFileError extends SecretlinkCryptoError {}
 export class AuthError extends SecretlinkCryptoError {}
+export class InvalidOriginError extends SecretlinkCryptoError {}
 
 // ---- canonical unpadded base64url ----
 
@@ -403,7 +404,119 @@ export function loadKeyFile(content) {
 const AUTH_PURPOSE = encoder.encode("secretlink/v1/auth");
 const AUTH_KEY_PURPOSE = encoder.encode("secretlink/v1/auth-key");
 
-const MAX_ORIGIN_LENGTH = 2048;
+// ---- origins (SPEC section 7.5) ----
+
+const DEFAULT_PORTS = { http: 80, https: 443 };
+export const MAX_HOST_LENGTH = 253;
+// "https://" + the longest host + ":65535": no canonical origin is longer.
+export const MAX_ORIGIN_LENGTH = "https://".length + MAX_HOST_LENGTH + ":65535".length;
+
+const URL_PARTS = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)([/?#][\s\S]*)?$/;
+const PORT = /^[0-9]{1,5}$/;
+const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const NUMERIC_LAST_LABEL = /^(0[xX][0-9a-fA-F]*|[0-9]+)$/;
+const IPV4 = /^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$/;
+// Characters that end, split or escape a host in some parser: refused, not guessed at.
+const NOT_IN_HOST = /[\x00-\x20\x7f@%\\/?#[\]:<>^|"'`{}]/;
+const NAME_CHARACTERS = /^[\p{L}\p{M}\p{N}.-]+$/u;
+
+function originError(message) {
+  return new InvalidOriginError(message);
+}
+
+function parsePort(text) {
+  if (text === null) return null;
+  if (!PORT.test(text) || Number(text) < 1 || Number(text) > 65535) {
+    throw originError("the port must be a number from 1 to 65535");
+  }
+  return Number(text);
+}
+
+function hostName(name) {
+  if (name === "") throw originError("the host is empty");
+  if (NOT_IN_HOST.test(name) || !NAME_CHARACTERS.test(name)) {
+    throw originError("the host holds a character no host name may hold");
+  }
+  const last = name.replace(/\.+$/, "").split(".").pop();
+  if (NUMERIC_LAST_LABEL.test(last)) {
+    // Browsers read any name ending in a number as IPv4 (127.1, 0x7f.1): only the plain form.
+    if (!IPV4.test(name)) throw originError("a host ending in a number must be an IPv4 address such as 192.0.2.1");
+    return name;
+  }
+  let ascii;
+  try {
+    // The URL parser maps with UTS 46, non-transitional, as section 7.5 requires.
+    ascii = new URL(`http://${name}/`).hostname;
+  } catch {
+    throw originError("the host is not a valid (internationalized) name");
+  }
+  const labels = ascii.split(".");
+  const badHyphens = (label) => label.slice(2, 4) === "--" && !label.startsWith("xn--");
+  if (ascii.length > MAX_HOST_LENGTH || !labels.every((label) => LABEL.test(label) && !badHyphens(label))) {
+    throw originError(`the host must be letters, digits and hyphens in labels of 1 to 63, at most ${MAX_HOST_LENGTH} in all`);
+  }
+  if (ascii !== name.toLowerCase() && !validUnicodeLabels(name)) {
+    throw originError("the host is not a valid (internationalized) name");
+  }
+  // Mapped to a number (`²` is `2`): the URL parser has read it as an IPv4 address.
+  if (NUMERIC_LAST_LABEL.test(labels[labels.length - 1])) {
+    throw originError("a host ending in a number must be an IPv4 address");
+  }
+  return ascii;
+}
+
+// IDNA2008's rules for a label before its xn-- encoding (RFC 5891 section 4.2.3.1 and
+// 4.2.3.2), which the URL parser does not apply: no hyphen at either end or in the
+// third and fourth place, no combining mark first. NFKC and lower case stand in for
+// the UTS 46 mapping, which agrees with them for these checks.
+function validUnicodeLabels(name) {
+  return name
+    .normalize("NFKC")
+    .toLowerCase()
+    .split(".")
+    .every((label) =>
+      /^[\x00-\x7f]*$/.test(label) ||
+      (!label.startsWith("-") && !label.endsWith("-") && label.slice(2, 4) !== "--" && !/^\p{M}/u.test(label)));
+}
+
+function ipv6(text) {
+  if (text.includes("%")) throw originError("an IPv6 address in an origin cannot have a zone");
+  if (!/^[0-9A-Fa-f:.]+$/.test(text)) throw originError("not a valid IPv6 address");
+  try {
+    return new URL(`http://[${text}]/`).hostname;
+  } catch {
+    throw originError("not a valid IPv6 address");
+  }
+}
+
+export function parseAuthority(authority) {
+  let host;
+  let portText = null;
+  if (authority.startsWith("[")) {
+    const end = authority.indexOf("]");
+    if (end < 0) throw originError("an IPv6 address must be closed with ']'");
+    host = ipv6(authority.slice(1, end));
+    const after = authority.slice(end + 1);
+    if (after && !after.startsWith(":")) throw originError("only ':PORT' may follow an IPv6 address");
+    if (after) portText = after.slice(1);
+  } else {
+    const colon = authority.indexOf(":");
+    host = hostName(colon < 0 ? authority : authority.slice(0, colon));
+    if (colon >= 0) portText = authority.slice(colon + 1);
+  }
+  return [host, parsePort(portText)];
+}
+
+/** The origin `scheme://host[:port]` of an http(s) URL, normalised as SPEC section 7.5 says. */
+export function canonicalOrigin(url) {
+  if (typeof url !== "string") throw originError("an origin must be text");
+  const match = URL_PARTS.exec(url.replace(/^[ \t\r\n]+|[ \t\r\n]+$/g, ""));
+  if (!match) throw originError("not a URL of the form http(s)://HOST[:PORT]");
+  const scheme = match[1].toLowerCase();
+  if (!(scheme in DEFAULT_PORTS)) throw originError("the scheme must be http or https");
+  const [host, port] = parseAuthority(match[2]);
+  return port === null || port === DEFAULT_PORTS[scheme] ? `${scheme}://${host}` : `${scheme}://${host}:${port}`;
+}
 
 export function authTranscript(publicKey, serverKey, nonce, expiresAt, origin) {
   if (typeof origin !== "string" || !/^[\x20-\x7e]*$/.test(origin) || origin.length > MAX_ORIGIN_LENGTH) {

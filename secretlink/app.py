@@ -6,7 +6,18 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from secretlink import api, assets, errors, health, limits, logs, migrate, pages, security
+from secretlink import (
+    api,
+    assets,
+    errors,
+    health,
+    limits,
+    logs,
+    migrate,
+    origin,
+    pages,
+    security,
+)
 from secretlink.auth import Authenticator
 from secretlink.crypto.envelope import MAX_ENVELOPE
 from secretlink.pow import ProofOfWork
@@ -63,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         fresh_seconds=settings.pow_fresh_seconds,
     )
 
+    origin.install(app)  # before the routes: it sets how the URL map treats slashes
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(health.bp)

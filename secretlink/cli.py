@@ -162,10 +162,19 @@ def main() -> None:
     help="Serve HTTPS with a self-signed certificate for SECRETLINK_TLS_HOSTNAMES, "
     "made once and kept in the data folder.",
 )
+@click.option(
+    "--trust-host-header",
+    is_flag=True,
+    default=None,
+    help="Without SECRETLINK_BASE_URL, take the origin from each request's Host, even on "
+    "a public address: only behind a proxy that pins the Host "
+    "[SECRETLINK_TRUST_HOST_HEADER].",
+)
 def serve(self_signed: bool, **overrides) -> None:
     """Run the service with granian (configured by SECRETLINK_* variables)."""
     from secretlink import tls
     from secretlink.assets import MissingAssetError, check_installed
+    from secretlink.origin import refuse_unsafe_serving
     from secretlink.server import serve as run_server
 
     try:
@@ -174,6 +183,8 @@ def serve(self_signed: bool, **overrides) -> None:
         fail(str(exc))
     given = {name: value for name, value in overrides.items() if value is not None}
     settings = replace(Settings.from_env(), **given).validated()
+    # Before anything is created or bound: a public address needs a known origin.
+    refuse_unsafe_serving(settings)
     if self_signed:
         if settings.tls_cert:
             fail("--self-signed and a certificate of your own exclude each other")

@@ -19,9 +19,9 @@ from secretlink.crypto import (
     seal,
 )
 from secretlink.crypto.keys import KeyPair
+from secretlink.crypto.origin import InvalidOriginError, canonical_origin
 from secretlink.crypto.pow import solve
 from secretlink.crypto.proof import prove_challenge
-from secretlink.settings import canonical_origin
 
 TIMEOUT = 30
 MAX_POW_BITS = 28  # beyond this a puzzle would take hours: a server's mistake or malice
@@ -65,14 +65,11 @@ class Link:
 
 
 def _origin(url: str) -> str | None:
-    """The URL's canonical http(s) origin; None if it has none (or a host or port
-    urlsplit cannot read, such as port 99999 or "abc")."""
+    """The URL's canonical http(s) origin (crypto/SPEC.md section 7.5: internationalized
+    names in their xn-- form, as `requests` sends them in Host); None if it has none."""
     try:
-        parts = urlsplit(url.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.port == 0:
-            return None
         return canonical_origin(url)
-    except ValueError:
+    except InvalidOriginError:
         return None
 
 

@@ -47,7 +47,8 @@ def require_text(name: str, value: str) -> str:
 
 
 def _wants_json() -> bool:
-    return request.path.startswith("/api/")
+    # `//api/...` too: it is an API client's typo, not a browser's page.
+    return request.path.lstrip("/").startswith("api/")
 
 
 def _json_error(status: int, code: str, message: str, extra: dict | None = None):

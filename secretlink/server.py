@@ -170,10 +170,10 @@ def run(settings: Settings, app_factory=None) -> None:
 def serve(settings: Settings) -> None:
     logs.configure(settings.log_level)
     settings = prepare(settings)
-    if not settings.base_url:
+    if settings.trust_host_header and not (settings.base_url or settings.onion_url):
         log.warning(
-            "SECRETLINK_BASE_URL is not set: links and proofs of possession take the origin "
-            "from each request's Host header. Set it for a public instance (docs/DEPLOY.md)."
+            "--trust-host-header: links and proofs of possession take the origin from each "
+            "request's Host header; a relay can choose it (docs/DEPLOY.md)."
         )
     scheme = "https" if settings.tls_cert else "http"
     log.info(

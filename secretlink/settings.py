@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 from limits import parse_many
 
+from secretlink.crypto.origin import InvalidOriginError, canonical_origin, url_rest
+
 # The largest v1 envelope (see crypto/SPEC.md); repeated here to keep this module light.
 V1_MAX_ENVELOPE = 65586
 V1_MIN_ENVELOPE = 306
@@ -26,17 +28,6 @@ V1_MIN_ENVELOPE = 306
 
 class SettingsError(ValueError):
     """A setting has a value the service cannot use."""
-
-
-def canonical_origin(url: str) -> str:
-    """scheme://host[:port], lower-case, without the scheme's default port."""
-    parts = urlsplit(url.strip())
-    host = (parts.hostname or "").lower()
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    default_port = {"http": 80, "https": 443}.get(parts.scheme.lower())
-    port = f":{parts.port}" if parts.port and parts.port != default_port else ""
-    return f"{parts.scheme.lower()}://{host}{port}"
 
 
 # ---- parsers: each raises ValueError with a sentence for the operator ----
@@ -62,12 +53,23 @@ def _bool(text: str) -> bool:
 
 
 def _origin(text: str) -> str:
-    parts = urlsplit(text.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL such as https://secretlink.example")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
+    try:
+        origin = canonical_origin(text)
+        rest = url_rest(text)
+    except InvalidOriginError as exc:
+        raise ValueError(
+            f"must be an http:// or https:// URL such as https://secretlink.example ({exc})"
+        ) from None
+    if rest not in ("", "/"):
         raise ValueError("must be an origin only (secretlink is served from the root of a host)")
-    return canonical_origin(text)
+    return origin
+
+
+def _onion_origin(text: str) -> str:
+    origin = _origin(text)
+    if not (urlsplit(origin).hostname or "").endswith(".onion"):
+        raise ValueError("must be the http:// or https:// URL of a .onion name")
+    return origin
 
 
 def _log_level(text: str) -> str:
@@ -199,9 +201,26 @@ class Settings:
     base_url: str | None = setting(
         None,
         _origin,
-        "Public origin, e.g. `https://secretlink.example`, used in links and in the proof "
-        "of possession. Set it behind a reverse proxy.",
-        "taken from each request's Host",
+        "Public origin, e.g. `https://secretlink.example`: links and proofs of possession "
+        "use it, and a request whose Host is not on the origin list (this, the onion "
+        "origin, or else the loopback bind address) is refused with 400. Required by "
+        "`secretlink serve` on a non-loopback address.",
+        "none: on a loopback bind, the bind address itself",
+    )
+    onion_url: str | None = setting(
+        None,
+        _onion_origin,
+        "A second origin of the same instance as a Tor onion service, e.g. "
+        "`http://abc…xyz.onion`; requests with its Host are answered for that origin.",
+        "none",
+    )
+    trust_host_header: bool = setting(
+        False,
+        _bool,
+        "With no origin set, accept any well-formed Host and take the origin from it, "
+        "even on a public address (`serve --trust-host-header`). Then a relay can pass "
+        "its own name as Host and have proofs made for it accepted: use only behind a "
+        "proxy that sends one fixed Host.",
     )
     host: str = setting("127.0.0.1", str, "Address `secretlink serve` listens on.")
     port: int = setting(8000, _int_at_least(1), "Port `secretlink serve` listens on.")
@@ -374,6 +393,10 @@ class Settings:
         database_url = self.database_url or f"sqlite:///{data_dir / 'secretlink.sqlite3'}"
         try:
             data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # A folder that already existed (made by hand, a package or an older
+            # release) is tightened too: it holds the secret key and the database.
+            if data_dir.stat().st_mode & 0o077:
+                data_dir.chmod(0o700)
             secret_key = self.secret_key or load_or_create_secret_key(data_dir / "secret_key")
         except OSError as exc:
             raise SettingsError(

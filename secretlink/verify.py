@@ -30,6 +30,7 @@ from requests.structures import CaseInsensitiveDict
 from secretlink.app import create_app
 from secretlink.client import TIMEOUT, ClientError, network_error, normalize_server, parse_link
 from secretlink.crypto import generate_keypair
+from secretlink.crypto.origin import InvalidOriginError
 from secretlink.settings import Settings, canonical_origin
 from secretlink.termsafe import escape_of
 
@@ -63,7 +64,10 @@ def sri(data: bytes) -> str:
 
 
 def same_origin(url: str, origin: str) -> bool:
-    return urlsplit(url).scheme in ("http", "https") and canonical_origin(url) == origin
+    try:
+        return canonical_origin(url) == origin
+    except InvalidOriginError:  # no origin of section 7.5 (another scheme, userinfo, ...)
+        return False
 
 
 # ---- reading pages ----
@@ -266,7 +270,10 @@ def release_app() -> Iterator[Release]:
     with tempfile.TemporaryDirectory(prefix="secretlink-verify-") as tmp:
         # Settings() rather than Settings.from_env(): the pages must not depend on
         # whatever SECRETLINK_* variables this shell happens to have.
-        app = create_app(Settings(data_dir=Path(tmp), rate_limits_enabled=False))
+        # Its origin is the test client's (LOCAL_ORIGIN), as the Host check requires.
+        app = create_app(
+            Settings(data_dir=Path(tmp), base_url=LOCAL_ORIGIN, rate_limits_enabled=False)
+        )
         try:
             yield Release(app)
         finally:

@@ -26,6 +26,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 POSTGRES_URL = os.environ.get(
     "SECRETLINK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+# The origin of Flask's test client (Host `localhost`): test apps name it as their
+# SECRETLINK_BASE_URL, as a deployment would, instead of the loopback default.
+TEST_ORIGIN = "http://localhost"
 DATABASES = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgresql),
@@ -105,7 +108,12 @@ def database_url(request, tmp_path) -> Iterator[str]:
 def settings(tmp_path, database_url) -> Settings:
     # The proof-of-work gate has tests of its own (test_pow.py); elsewhere it is off so
     # that tests can post envelopes directly.
-    return Settings(data_dir=tmp_path / "data", database_url=database_url, pow_difficulty=0)
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        pow_difficulty=0,
+        base_url=TEST_ORIGIN,
+    )
 
 
 @pytest.fixture
@@ -212,10 +220,24 @@ def live_server(tmp_path) -> Iterator[LiveServer]:
     # The CLI and browser flows send more from one address than the default limits
     # allow; the limits have tests of their own (test_limits.py).
     # A real but cheap proof of work: the CLI and the browser solve it as in production.
-    app = create_app(
-        Settings(data_dir=tmp_path / "live", rate_limits_enabled=False, pow_difficulty=8)
+    # The app must be told its origin, whose port waitress picks when it binds: it
+    # binds first, serving through a hand-off that the app fills in before any request.
+    apps: list[Flask] = []
+    server = create_server(
+        lambda environ, start_response: apps[0](environ, start_response),
+        host="127.0.0.1",
+        port=0,
+        threads=4,
     )
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
+    app = create_app(
+        Settings(
+            data_dir=tmp_path / "live",
+            rate_limits_enabled=False,
+            pow_difficulty=8,
+            base_url=f"http://127.0.0.1:{server.effective_port}",
+        )
+    )
+    apps.append(app)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

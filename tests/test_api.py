@@ -555,9 +555,17 @@ def test_a_token_is_not_a_challenge(client, inbox):
     assert_error(response, 401, "bad_challenge")
 
 
-def test_with_a_base_url_a_proof_for_the_requests_host_is_refused(settings, make_app, keypair):
+def test_with_a_base_url_a_relays_host_and_a_proof_for_the_relay_are_refused(
+    settings, make_app, keypair
+):
     app = make_app(replace(settings, base_url="https://secretlink.example"))
-    client = app.test_client()
+    relayed = app.test_client()  # Host: localhost, as a relay at localhost forwards it
+    response = relayed.post("/api/v1/auth/challenge", json={"public_key": keypair.public_key_text})
+    assert_error(response, 400, "host_not_allowed")
+    assert "SECRETLINK_BASE_URL" in response.get_json()["error"]
+    # Sent on with the real Host, a proof made for the relay's origin is refused.
+    app.config.update(SERVER_NAME="secretlink.example", PREFERRED_URL_SCHEME="https")
+    client = app.test_client()  # now Host: secretlink.example
     challenge, proof = challenge_and_proof(client, keypair, "http://localhost")
     assert_error(answer(client, challenge, proof), 401, "bad_proof")
     get_token(client, keypair, origin="https://secretlink.example")

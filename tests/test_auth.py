@@ -206,8 +206,8 @@ def test_token_signed_for_another_purpose_is_refused(client, app, inbox):
 
 
 def test_token_from_another_server_is_refused(tmp_path, keypair):
-    one = create_app(Settings(data_dir=tmp_path / "one")).test_client()
-    two = create_app(Settings(data_dir=tmp_path / "two")).test_client()
+    one = create_app(Settings(data_dir=tmp_path / "one", base_url="http://localhost")).test_client()
+    two = create_app(Settings(data_dir=tmp_path / "two", base_url="http://localhost")).test_client()
     register(two, keypair)
     token_from_one = get_token(one, keypair)
     response = two.get(

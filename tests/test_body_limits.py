@@ -45,7 +45,8 @@ def connect(served) -> socket.socket:
 def request_head(owner: InboxClient, framing: str) -> bytes:
     return (
         f"POST /api/v1/inboxes/{owner.keypair.public_key_text}/messages HTTP/1.1\r\n"
-        "Host: 127.0.0.1\r\n"
+        # The server answers only for its own origin, port included.
+        f"Host: {urlsplit(owner.api.server).netloc}\r\n"
         "Content-Type: application/json\r\n"
         f"{framing}\r\n"
         "\r\n"

@@ -10,6 +10,7 @@ import pytest
 from secretlink import crypto
 from secretlink.crypto import b64decode, b64encode, decode_public_key, open_envelope, seal
 from secretlink.crypto.keyfile import load_key_file
+from secretlink.crypto.origin import MAX_ORIGIN_LENGTH, canonical_origin
 from secretlink.crypto.proof import prove, prove_challenge, transcript, verify
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,3 +163,21 @@ def test_every_vector_file_case_has_a_description_and_expectation():
     for path in VECTORS.glob("*.json"):
         for case in json.loads(path.read_text(encoding="utf-8"))["cases"]:
             assert case["desc"] and case["expect"], (path.name, case)
+
+
+@pytest.mark.parametrize("case", cases("origin.json"), ids=ids("origin.json"))
+def test_origin_vectors(case):
+    if case["expect"] != "ok":
+        with expect_error(case):
+            canonical_origin(case["url"])
+        return
+    assert canonical_origin(case["url"]) == case["origin"]
+    assert canonical_origin(case["origin"]) == case["origin"]  # idempotent
+    transcript(bytes(32), bytes(32), bytes(32), 0, case["origin"])  # a valid transcript origin
+
+
+def test_the_longest_origin_is_the_transcript_limit():
+    longest = max((c["origin"] for c in cases("origin.json") if c["expect"] == "ok"), key=len)
+    assert len(longest) == MAX_ORIGIN_LENGTH == 267
+    with pytest.raises(crypto.AuthError):
+        transcript(bytes(32), bytes(32), bytes(32), 0, longest + "0")

@@ -21,7 +21,9 @@ def test_redis_is_reported_when_configured(tmp_path):
     from secretlink import create_app
     from secretlink.settings import Settings
 
-    app = create_app(Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1/0"))
+    app = create_app(
+        Settings(data_dir=tmp_path, base_url="http://localhost", redis_url="redis://127.0.0.1:1/0")
+    )
     response = app.test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_json() == {"status": "error", "database": "ok", "redis": "unreachable"}

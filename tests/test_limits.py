@@ -17,7 +17,13 @@ REDIS_URL = os.environ.get("SECRETLINK_TEST_REDIS_URL", "redis://127.0.0.1:6379/
 
 
 def make_app(tmp_path, **limits):
-    settings = Settings(data_dir=tmp_path / "data", secret_key="k" * 40, pow_difficulty=0, **limits)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        base_url="http://localhost",
+        secret_key="k" * 40,
+        pow_difficulty=0,
+        **limits,
+    )
     return create_app(settings)
 
 
@@ -366,6 +372,7 @@ def redis_url():
 def test_two_workers_share_limits_and_client_key_through_redis(tmp_path, redis_url):
     settings = Settings(
         data_dir=tmp_path / "shared",
+        base_url="http://localhost",
         secret_key="k" * 40,
         redis_url=redis_url,
         rate_limit_client="3/minute",

@@ -52,7 +52,14 @@ def serve_once(tmp_path, *args: str, env: dict | None = None) -> subprocess.Comp
 def app_with_messages(tmp_path, count: int):
     from conftest import register
 
-    app = create_app(Settings(data_dir=tmp_path, rate_limits_enabled=False, pow_difficulty=0))
+    app = create_app(
+        Settings(
+            data_dir=tmp_path,
+            base_url="http://localhost",
+            rate_limits_enabled=False,
+            pow_difficulty=0,
+        )
+    )
     client, keypair = app.test_client(), generate_keypair()
     register(client, keypair)
     for i in range(count):

@@ -100,7 +100,14 @@ def documented_codes(response: dict) -> list[str | None]:
 
 @pytest.fixture
 def plain_app(tmp_path) -> Flask:
-    app = create_app(Settings(data_dir=tmp_path, rate_limits_enabled=False, pow_difficulty=0))
+    app = create_app(
+        Settings(
+            data_dir=tmp_path,
+            base_url=ORIGIN,
+            rate_limits_enabled=False,
+            pow_difficulty=0,
+        )
+    )
     yield app
     app.extensions["secretlink.storage"].engine.dispose()
 
@@ -860,7 +867,7 @@ def assert_documented(operation_id: str, response) -> None:
 @pytest.mark.parametrize("probe", PROBES, ids=[p.id for p in PROBES])
 def test_documented_answer_is_real(probe, tmp_path, monkeypatch):
     settings = {"rate_limits_enabled": False, "pow_difficulty": 0, **probe.settings}
-    app = create_app(Settings(data_dir=tmp_path, **settings))
+    app = create_app(Settings(data_dir=tmp_path, base_url=ORIGIN, **settings))
     try:
         response = probe.send(World(app, generate_keypair(), monkeypatch))
         body = response.get_json(silent=True)
@@ -938,7 +945,12 @@ _FUZZ_DATA = tempfile.TemporaryDirectory(prefix="secretlink-openapi-fuzz-")
 
 def make_fuzz_target() -> FuzzTarget:
     app = create_app(
-        Settings(data_dir=Path(_FUZZ_DATA.name), rate_limits_enabled=False, pow_difficulty=0)
+        Settings(
+            data_dir=Path(_FUZZ_DATA.name),
+            base_url=ORIGIN,
+            rate_limits_enabled=False,
+            pow_difficulty=0,
+        )
     )
     keypair = generate_keypair()
     token = register(app.test_client(), keypair, "fuzz")

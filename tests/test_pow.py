@@ -32,7 +32,14 @@ CHEAP_BITS = 2
 
 
 def gated_app(tmp_path, bits: int):
-    app = create_app(Settings(data_dir=tmp_path, rate_limits_enabled=False, pow_difficulty=bits))
+    app = create_app(
+        Settings(
+            data_dir=tmp_path,
+            base_url="http://localhost",
+            rate_limits_enabled=False,
+            pow_difficulty=bits,
+        )
+    )
     client, keypair = app.test_client(), generate_keypair()
     register(client, keypair)
     return app, client, keypair
@@ -246,7 +253,7 @@ def test_lone_surrogate_in_the_puzzle_is_a_400_not_a_500(gated):
 
 
 def test_gate_off_takes_messages_without_puzzles(tmp_path):
-    app = create_app(Settings(data_dir=tmp_path, pow_difficulty=0))
+    app = create_app(Settings(data_dir=tmp_path, base_url="http://localhost", pow_difficulty=0))
     client, keypair = app.test_client(), generate_keypair()
     register(client, keypair)
     assert post(client, keypair).status_code == 201

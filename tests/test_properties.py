@@ -443,7 +443,12 @@ def test_key_files_round_trip(server):
 
 def make_api(tmp_path):
     app = create_app(
-        Settings(data_dir=tmp_path / "data", rate_limits_enabled=False, pow_difficulty=0)
+        Settings(
+            data_dir=tmp_path / "data",
+            base_url="http://localhost",
+            rate_limits_enabled=False,
+            pow_difficulty=0,
+        )
     )
     client = app.test_client()
     register(client, KEYPAIR)

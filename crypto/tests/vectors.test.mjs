@@ -79,3 +79,24 @@ for (const c of cases("auth.json").filter((c) => c.check === "prove")) {
     expectOutcome(c, () => sl.proveChallenge(sl.b64decode(c.secret_key), challenge, c.origin),
       (mac) => assert.equal(sl.b64encode(mac), c.mac)));
 }
+
+
+for (const c of cases("origin.json")) {
+  test(`origin: ${c.desc}`, () =>
+    expectOutcome(c, () => sl.canonicalOrigin(c.url), (origin) => {
+      assert.equal(origin, c.origin);
+      assert.equal(sl.canonicalOrigin(origin), origin); // idempotent
+      sl.authTranscript(new Uint8Array(32), new Uint8Array(32), new Uint8Array(32), 0, origin);
+    }));
+}
+
+test("origin: the longest origin is the transcript limit", () => {
+  const longest = cases("origin.json")
+    .filter((c) => c.expect === "ok")
+    .map((c) => c.origin)
+    .reduce((a, b) => (b.length > a.length ? b : a));
+  assert.equal(longest.length, sl.MAX_ORIGIN_LENGTH);
+  assert.equal(sl.MAX_ORIGIN_LENGTH, 267);
+  const zeros = new Uint8Array(32);
+  assert.throws(() => sl.authTranscript(zeros, zeros, zeros, 0, `${longest}0`), sl.AuthError);
+});

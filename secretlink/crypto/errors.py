@@ -43,3 +43,7 @@ class KeyFileError(SecretlinkCryptoError):
 
 class AuthError(SecretlinkCryptoError):
     """A proof of possession does not verify."""
+
+
+class InvalidOriginError(SecretlinkCryptoError):
+    """A URL or Host has no origin this specification accepts (section 7.5)."""

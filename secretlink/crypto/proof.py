@@ -15,13 +15,13 @@ from nacl.hash import blake2b
 from secretlink.crypto.b64 import b64decode
 from secretlink.crypto.errors import AuthError, EncodingError, InvalidKeyError
 from secretlink.crypto.keys import KEY_BYTES, check_public_key, decode_public_key
+from secretlink.crypto.origin import MAX_ORIGIN_LENGTH
 
 AUTH_PURPOSE = b"secretlink/v1/auth"
 AUTH_KEY_PURPOSE = b"secretlink/v1/auth-key"
 EPHEMERAL_PURPOSE = b"secretlink/v1/auth-ephemeral"
 NONCE_BYTES = 32
 MAC_BYTES = 32
-MAX_ORIGIN_LENGTH = 2048
 # Expiry times are whole seconds that a JSON number holds exactly in every language
 # (JavaScript's Number.MAX_SAFE_INTEGER).
 MAX_EXPIRES_AT = 2**53 - 1
@@ -36,7 +36,10 @@ def transcript(
 ) -> bytes:
     """The exact bytes the MAC covers; fixed-length fields, then the length-prefixed origin."""
     if not (origin.isascii() and origin.isprintable()) or len(origin) > MAX_ORIGIN_LENGTH:
-        raise AuthError(f"origin must be printable ASCII of at most {MAX_ORIGIN_LENGTH} characters")
+        raise AuthError(
+            f"origin must be printable ASCII of at most {MAX_ORIGIN_LENGTH} characters "
+            "(section 7.5)"
+        )
     if len(nonce) != NONCE_BYTES:
         raise AuthError(f"nonce must be {NONCE_BYTES} bytes")
     if len(public_key) != KEY_BYTES or len(server_key) != KEY_BYTES:

@@ -15,6 +15,7 @@ const operations = {
     const key = sl.loadKeyFile(text);
     return { public_key: sl.b64encode(key.publicKey), secret_key: sl.b64encode(key.secretKey) };
   },
+  canonical_origin: ({ url }) => ({ origin: sl.canonicalOrigin(url) }),
   prove: ({ secret_key, server_key, nonce, expires_at, origin }) => ({
     mac: sl.b64encode(sl.proveInbox(sl.b64decode(secret_key), sl.b64decode(server_key),
       sl.b64decode(nonce), expires_at, origin)),

@@ -6,6 +6,7 @@ import {
   SecretlinkCryptoError,
   b64decode,
   b64encode,
+  canonicalOrigin,
   loadKeyFile,
   openEnvelope,
 } from "../../crypto/secretlink.js";
@@ -170,9 +171,19 @@ async function openKeyFile(event) {
     // Not stored (private mode): the inbox still opens for this visit.
   }
   await openInbox(keyPair);
-  $("#key-file-note").textContent = keyFile.server && keyFile.server !== location.origin
+  $("#key-file-note").textContent = keyFile.server && !isThisOrigin(keyFile.server)
     ? `This key file was made for ${keyFile.server}; the inbox shown is the one on this server.`
     : "";
+}
+
+// A key file's server names this page's origin if it normalises to it (SPEC 7.5):
+// `https://Bücher.example:443/` is `https://xn--bcher-kva.example`.
+function isThisOrigin(server) {
+  try {
+    return canonicalOrigin(server) === location.origin;
+  } catch {
+    return false;
+  }
 }
 
 // Open a key kept in this browser; it may have been removed in another tab meanwhile.
