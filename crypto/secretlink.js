@@ -406,7 +406,6 @@ const AUTH_KEY_PURPOSE = encoder.encode("secretlink/v1/auth-key");
 
 // ---- origins (SPEC section 7.5) ----
 
-const DEFAULT_PORTS = { http: 80, https: 443 };
 export const MAX_HOST_LENGTH = 253;
 // "https://" + the longest host + ":65535": no canonical origin is longer.
 export const MAX_ORIGIN_LENGTH = "https://".length + MAX_HOST_LENGTH + ":65535".length;
