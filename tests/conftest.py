@@ -212,11 +212,13 @@ class LiveServer:
     data_dir: Path
 
 
-@pytest.fixture
-def live_server(tmp_path) -> Iterator[LiveServer]:
+@contextmanager
+def serving_in_thread(data_dir: Path, origin: Callable[[str], str] = lambda url: url):
     """The real app on a real socket, served by waitress in a thread of the test process.
 
-    `secretlink serve` runs granian instead; tests/test_serve.py covers that stack."""
+    The app's origin is `origin(url)` of the address waitress binds: the address itself,
+    or (for a test with a proxy in front) the proxy's. `secretlink serve` runs granian
+    instead; tests/test_serve.py covers that stack."""
     # The CLI and browser flows send more from one address than the default limits
     # allow; the limits have tests of their own (test_limits.py).
     # A real but cheap proof of work: the CLI and the browser solve it as in production.
@@ -229,19 +231,20 @@ def live_server(tmp_path) -> Iterator[LiveServer]:
         port=0,
         threads=4,
     )
+    url = f"http://127.0.0.1:{server.effective_port}"
     app = create_app(
         Settings(
-            data_dir=tmp_path / "live",
+            data_dir=data_dir,
             rate_limits_enabled=False,
             pow_difficulty=8,
-            base_url=f"http://127.0.0.1:{server.effective_port}",
+            base_url=origin(url),
         )
     )
     apps.append(app)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        yield LiveServer(f"http://127.0.0.1:{server.effective_port}", app, tmp_path / "live")
+        yield LiveServer(url, app, data_dir)
     finally:
         # Close the listening socket and idle keep-alive connections from inside
         # waitress's own loop thread (its trigger runs the function there); the loop
@@ -253,6 +256,12 @@ def live_server(tmp_path) -> Iterator[LiveServer]:
         server.trigger.pull_trigger(close_everything)
         thread.join(timeout=5)
         server.task_dispatcher.shutdown()
+
+
+@pytest.fixture
+def live_server(tmp_path) -> Iterator[LiveServer]:
+    with serving_in_thread(tmp_path / "live") as server:
+        yield server
 
 
 def require_chromium() -> str:

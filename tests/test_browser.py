@@ -387,7 +387,11 @@ def test_start_page_solves_the_creation_puzzle_again_when_stale(browser, live_se
     link = create_inbox_in_browser(page, live_server.url, prompt="after a flood")
     assert puts == [400, 201]
     public_key = link.rsplit("/", 1)[1]
-    shown = live_server.app.test_client().get(f"/api/v1/inboxes/{public_key}").get_json()
+    shown = (
+        live_server.app.test_client()
+        .get(f"/api/v1/inboxes/{public_key}", base_url=live_server.url)
+        .get_json()
+    )
     assert shown["prompt"] == "after a flood"
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
-from conftest import IN_CI
+from conftest import IN_CI, TEST_ORIGIN
 
 from secretlink import api, create_app, limits
 from secretlink.crypto import b64encode, generate_keypair, seal
@@ -272,6 +272,7 @@ def test_a_refusal_by_the_inbox_budget_leaves_the_puzzle_unspent(tmp_path):
 
     settings = Settings(
         data_dir=tmp_path / "data",
+        base_url=TEST_ORIGIN,
         secret_key="k" * 40,
         pow_difficulty=1,
         rate_limit_inbox="1/minute",
@@ -416,6 +417,7 @@ def test_each_period_gets_a_new_key_stored_under_its_own_name_in_redis(redis_url
 def test_two_workers_share_the_inbox_budget_through_redis(tmp_path, redis_url):
     settings = Settings(
         data_dir=tmp_path / "shared",
+        base_url=TEST_ORIGIN,
         secret_key="k" * 40,
         redis_url=redis_url,
         rate_limit_inbox="2/minute",

@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, bearer, get_token, register
+from conftest import ROOT, TEST_ORIGIN, bearer, get_token, register
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import insert
 
@@ -347,7 +347,12 @@ def test_stale_answer_matches_the_documented_shape(cheap):
 
 
 def test_two_workers_on_one_database_see_the_same_difficulty(tmp_path):
-    settings = Settings(data_dir=tmp_path, rate_limits_enabled=False, pow_difficulty=CHEAP_BITS)
+    settings = Settings(
+        data_dir=tmp_path,
+        base_url=TEST_ORIGIN,
+        rate_limits_enabled=False,
+        pow_difficulty=CHEAP_BITS,
+    )
     first, second = create_app(settings), create_app(settings)
     keypair = generate_keypair()
     register(first.test_client(), keypair)
@@ -373,6 +378,7 @@ def redis_url():
 def test_two_workers_sharing_redis_see_the_same_difficulty(tmp_path, redis_url):
     settings = Settings(
         data_dir=tmp_path,
+        base_url=TEST_ORIGIN,
         rate_limits_enabled=False,
         pow_difficulty=CHEAP_BITS,
         redis_url=redis_url,
@@ -393,7 +399,11 @@ def test_load_counters_in_redis_expire_at_a_whole_minute(tmp_path, redis_url):
     import redis
 
     settings = Settings(
-        data_dir=tmp_path, rate_limits_enabled=False, pow_difficulty=CHEAP_BITS, redis_url=redis_url
+        data_dir=tmp_path,
+        base_url=TEST_ORIGIN,
+        rate_limits_enabled=False,
+        pow_difficulty=CHEAP_BITS,
+        redis_url=redis_url,
     )
     app = create_app(settings)
     keypair = generate_keypair()
@@ -490,7 +500,11 @@ def test_message_and_creation_puzzles_are_not_interchangeable(gated):
 
 def test_stale_creation_puzzle_comes_back_with_a_fresh_one(tmp_path):
     """An operator who raises the setting makes old creation puzzles stale, not free."""
-    app = create_app(Settings(data_dir=tmp_path, rate_limits_enabled=False, pow_difficulty=2))
+    app = create_app(
+        Settings(
+            data_dir=tmp_path, base_url=TEST_ORIGIN, rate_limits_enabled=False, pow_difficulty=2
+        )
+    )
     client = app.test_client()
     gate = app.extensions["secretlink.pow"]
     keypairs = [generate_keypair() for _ in range(8)]
@@ -513,7 +527,7 @@ def test_stale_creation_puzzle_comes_back_with_a_fresh_one(tmp_path):
 
 
 def test_gate_off_creates_inboxes_without_puzzles(tmp_path):
-    app = create_app(Settings(data_dir=tmp_path, pow_difficulty=0))
+    app = create_app(Settings(data_dir=tmp_path, base_url=TEST_ORIGIN, pow_difficulty=0))
     client, keypair = app.test_client(), generate_keypair()
     assert put_inbox(client, keypair, get_token(client, keypair)).status_code == 201
     assert creation_puzzle(client, keypair)["difficulty"] == 0
@@ -656,6 +670,7 @@ def test_unreachable_redis_falls_back_to_the_database_count(tmp_path, caplog):
     closed = free_port()
     settings = Settings(
         data_dir=tmp_path,
+        base_url=TEST_ORIGIN,
         rate_limits_enabled=False,
         pow_difficulty=CHEAP_BITS,
         redis_url=f"redis://127.0.0.1:{closed}/0",

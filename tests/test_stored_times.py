@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import pytest
-from conftest import creation_proof, get_token, register
+from conftest import TEST_ORIGIN, creation_proof, get_token, register
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import OperationalError
 
@@ -83,6 +83,7 @@ def app(tmp_path, database_url, make_app):
     # The proof-of-work gate on, cheaply: spent puzzles are among what is stored.
     settings = Settings(
         data_dir=tmp_path / "data",
+        base_url=TEST_ORIGIN,
         database_url=database_url,
         pow_difficulty=2,
         rate_limits_enabled=False,
