@@ -553,6 +553,9 @@ def server_key_file_cases(doc, pk: str) -> list[dict]:
         ("with port 0", "http://secretlink.example:0"),
         ("with port 65536", "http://secretlink.example:65536"),
         ("with a non-ASCII host", "https://fa\u00df.example"),
+        ("with an underscore in the host", "https://secret_link.example"),
+        ("with a trailing dot", "https://secretlink.example."),
+        ("with a 64-byte label", "https://" + "a" * 64 + ".example"),
         ("not http or https", "ftp://secretlink.example"),
         ("not a URL", "secretlink.example"),
     ]:

@@ -311,16 +311,15 @@ export function dumpKeyFile({ secretKey, publicKey, server }) {
   return JSON.stringify(document, null, 2) + "\n";
 }
 
-// An origin exactly as SPEC section 7.5 writes it: lower-case scheme and host (an
-// internationalized name in its xn-- form), no default port, nothing after.
-const ORIGIN = /^(https?):\/\/(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])(?::([1-9][0-9]{0,4}))?$/;
-const DEFAULT_PORTS = { http: 80, https: 443 };
-
+// An origin exactly as SPEC section 7.5 writes it (a key file's `server`): one that
+// normalises, and to itself.
 export function isOrigin(text) {
-  const match = typeof text === "string" ? ORIGIN.exec(text) : null;
-  if (match === null) return false;
-  const port = match[2] === undefined ? null : Number(match[2]);
-  return port === null || (port <= 65535 && port !== DEFAULT_PORTS[match[1]]);
+  try {
+    return canonicalOrigin(text) === text;
+  } catch (err) {
+    if (err instanceof InvalidOriginError) return false;
+    throw err;
+  }
 }
 
 // JSON.parse keeps the last of two members with the same name; a key file must not
@@ -406,6 +405,7 @@ const AUTH_KEY_PURPOSE = encoder.encode("secretlink/v1/auth-key");
 
 // ---- origins (SPEC section 7.5) ----
 
+const DEFAULT_PORTS = { http: 80, https: 443 };
 export const MAX_HOST_LENGTH = 253;
 // "https://" + the longest host + ":65535": no canonical origin is longer.
 export const MAX_ORIGIN_LENGTH = "https://".length + MAX_HOST_LENGTH + ":65535".length;

@@ -10,12 +10,12 @@ The public key is stored for the reader's convenience and must match the secret 
 """
 
 import json
-import re
 from dataclasses import dataclass
 
 from secretlink.crypto.b64 import b64decode, b64encode
 from secretlink.crypto.errors import EncodingError, InvalidKeyError, KeyFileError
 from secretlink.crypto.keys import KeyPair, keypair_from_secret
+from secretlink.crypto.origin import InvalidOriginError, canonical_origin
 
 KEY_FILE_FORMAT = "secretlink-key"
 KEY_FILE_VERSION = 1
@@ -40,23 +40,13 @@ def dump_key_file(key_file: KeyFile) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
-# An origin exactly as section 7.5 of crypto/SPEC.md writes it: lower-case scheme and
-# host (an internationalized name in its xn-- form), no default port, nothing after.
-_ORIGIN = re.compile(
-    r"(?P<scheme>https?)://"
-    r"(?:[a-z0-9_-]+(?:\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])"
-    r"(?::(?P<port>[1-9][0-9]{0,4}))?"
-)
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
 def is_origin(text: str) -> bool:
-    """Whether `text` is an origin in its canonical form (the key file's `server`)."""
-    match = _ORIGIN.fullmatch(text)
-    if match is None:
+    """Whether `text` is an origin exactly as section 7.5 writes it (the key file's
+    `server`): one that normalises, and to itself."""
+    try:
+        return canonical_origin(text) == text
+    except InvalidOriginError:
         return False
-    port = match["port"]
-    return port is None or (int(port) <= 65535 and int(port) != _DEFAULT_PORTS[match["scheme"]])
 
 
 class _NotStrictJson(ValueError):
