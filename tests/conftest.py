@@ -23,6 +23,8 @@ from secretlink.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Its own database number: the tests flush it before and after each use.
+REDIS_URL = os.environ.get("SECRETLINK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get(
     "SECRETLINK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -262,6 +264,26 @@ def serving_in_thread(data_dir: Path, origin: Callable[[str], str] = lambda url:
 def live_server(tmp_path) -> Iterator[LiveServer]:
     with serving_in_thread(tmp_path / "live") as server:
         yield server
+
+
+def require_redis() -> None:
+    """The test Redis, emptied; under CI a missing Redis fails instead of skipping."""
+    import redis
+
+    connection = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    try:
+        connection.ping()
+    except redis.RedisError as exc:
+        require_service("REDIS", f"Redis not reachable at {REDIS_URL} ({exc})")
+    connection.flushdb()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The test Redis's URL, empty at the start of the test and flushed after it."""
+    require_redis()
+    yield REDIS_URL
+    require_redis()
 
 
 def require_chromium() -> str:

@@ -13,17 +13,13 @@ the default stays 120 s), so the test waits seconds, not minutes. Bounded: 2
 servers, about 130 requests, well under a minute.
 """
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
+from contextlib import ExitStack
 
 import pytest
 import requests
+from test_serve import serving
 
 from secretlink.client import InboxClient
 from secretlink.crypto import b64encode, generate_keypair, seal
@@ -34,49 +30,7 @@ BASE_BITS = 6  # cheap to solve in the test; the mechanism is the same at 14
 FRESH_SECONDS = 8
 FLOOD = INBOX_CALM * 2**MAX_EXTRA_BITS * 3 // 4  # 48 accepted: +4 bits, with headroom
 STOCKPILE = 24
-STARTUP_SECONDS = 30
 TIMEOUT = 10
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def serve(tmp_path: Path, env: dict, *args: str) -> Iterator[str]:
-    """`secretlink serve` on a loopback port; its URL once /healthz answers."""
-    port = free_port()
-    log_path = tmp_path / f"serve-{port}.log"
-    environment = {**os.environ, **env}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "secretlink.cli", "serve", "--port", str(port), *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=environment,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            assert process.poll() is None, log_path.read_text(errors="replace")
-            try:
-                if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text(errors="replace")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 class Sender:
@@ -118,26 +72,15 @@ def two_servers(request, tmp_path) -> Iterator[tuple[str, str]]:
     """Two servers on one data folder (one SQLite database and secret key), the first
     with two workers; in the "redis" run the load is counted in Redis."""
     env = {
-        "SECRETLINK_DATA_DIR": str(tmp_path / "data"),
-        "SECRETLINK_RATE_LIMITS_ENABLED": "false",
         "SECRETLINK_POW_DIFFICULTY": str(BASE_BITS),
         "SECRETLINK_POW_FRESH_SECONDS": str(FRESH_SECONDS),
     }
     if request.param == "redis":
-        url = "redis://127.0.0.1:6379/0"
-        try:
-            import redis
-
-            redis.Redis.from_url(url, socket_timeout=2).ping()
-        except Exception as exc:
-            from conftest import require_service
-
-            require_service("REDIS", f"no Redis at {url}: {exc}")
-        env["SECRETLINK_REDIS_URL"] = url
+        env["SECRETLINK_REDIS_URL"] = request.getfixturevalue("redis_url")
     with ExitStack() as stack:
-        first = stack.enter_context(serve(tmp_path, env, "--workers", "2"))
-        second = stack.enter_context(serve(tmp_path, env, "--workers", "1"))
-        yield first, second
+        first = stack.enter_context(serving(tmp_path, "--workers", "2", env=env))
+        second = stack.enter_context(serving(tmp_path, "--workers", "1", env=env))
+        yield first.url, second.url
 
 
 def test_stockpiled_puzzles_are_refused_after_a_flood_and_fresh_ones_pass(two_servers):

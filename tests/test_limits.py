@@ -1,19 +1,16 @@
 """Rate limits: 429 with Retry-After, per client / inbox / instance, shared through Redis,
 and never keyed by a readable address."""
 
-import os
 from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
-from conftest import IN_CI, TEST_ORIGIN
+from conftest import TEST_ORIGIN
 
 from secretlink import api, create_app, limits
 from secretlink.crypto import b64encode, generate_keypair, seal
 from secretlink.limits import ROTATE_SECONDS, RULES, RotatingKey, client_key, network_of
 from secretlink.settings import Settings
-
-REDIS_URL = os.environ.get("SECRETLINK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def make_app(tmp_path, **limits):
@@ -347,27 +344,6 @@ def test_owner_writes_are_limited_per_inbox(tmp_path):
 
 
 # ---- Redis: several workers (here: apps) share counters and the hashing key ----
-
-
-def require_redis() -> None:
-    """Fail under CI, skip loudly elsewhere, when the test Redis is not there."""
-    redis = pytest.importorskip("redis")
-    connection = redis.Redis.from_url(REDIS_URL)
-    try:
-        connection.ping()
-    except redis.ConnectionError:
-        message = f"Redis not reachable at {REDIS_URL}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip("REDIS TESTS SKIPPED: " + message)
-    connection.flushdb()
-
-
-@pytest.fixture
-def redis_url():
-    require_redis()
-    yield REDIS_URL
-    require_redis()  # flushes what the test left
 
 
 def test_two_workers_share_limits_and_client_key_through_redis(tmp_path, redis_url):

@@ -361,20 +361,6 @@ def test_two_workers_on_one_database_see_the_same_difficulty(tmp_path):
     assert puzzle_for(second.test_client(), keypair)["difficulty"] == CHEAP_BITS + 2
 
 
-@pytest.fixture
-def redis_url():
-    url = "redis://127.0.0.1:6379/0"
-    import redis
-
-    try:
-        redis.Redis.from_url(url, socket_timeout=2).ping()
-    except redis.RedisError:
-        from conftest import require_service
-
-        require_service("REDIS", f"no Redis at {url}")
-    return url
-
-
 def test_two_workers_sharing_redis_see_the_same_difficulty(tmp_path, redis_url):
     settings = Settings(
         data_dir=tmp_path,

@@ -339,19 +339,17 @@ def test_proxy_headers_are_trusted_only_when_configured(tmp_path, proxied):
         assert ("Strict-Transport-Security" in response.headers) is proxied
 
 
-def test_two_servers_on_postgres_and_redis_share_limits(tmp_path, postgres_admin):
+def test_two_servers_on_postgres_and_redis_share_limits(tmp_path, postgres_admin, redis_url):
     """The scale-out configuration: two instances (here two `secretlink serve`
     processes, each with two workers) on one PostgreSQL schema, one Redis and one
     secret key. Requests alternate between them, so without shared counters each
     would accept six."""
     from conftest import fresh_postgres_schema
-    from test_limits import REDIS_URL, require_redis
 
-    require_redis()
     with fresh_postgres_schema(postgres_admin) as database_url:
         env = {
             "SECRETLINK_DATABASE_URL": database_url,
-            "SECRETLINK_REDIS_URL": REDIS_URL,
+            "SECRETLINK_REDIS_URL": redis_url,
             "SECRETLINK_SECRET_KEY": secrets.token_urlsafe(32),
             "SECRETLINK_RATE_LIMITS_ENABLED": "true",
             "SECRETLINK_RATE_LIMIT_CLIENT": "6/minute",
