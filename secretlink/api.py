@@ -178,7 +178,10 @@ def save_inbox(public_key: str):
         # Creating costs work, so nobody fills the instance with inboxes for free;
         # changing the prompt of one's own inbox does not.
         proof_of_work().check(public_key, body.get("puzzle"), body.get("solution"), CREATE_INBOX)
-    created = storage().save_inbox(public_key, prompt)
+    try:
+        created = storage().save_inbox(public_key, prompt)
+    except quotas.QuotaExceeded as full:  # the instance holds as many inboxes as it may
+        raise ApiError(full.status, full.code, full.message) from None
     return jsonify(inbox_json(public_key, prompt)), 201 if created else 200
 
 

@@ -2,9 +2,11 @@
 
 An inbox takes at most SECRETLINK_INBOX_MAX_MESSAGES messages and
 SECRETLINK_INBOX_MAX_BYTES envelope bytes; the instance at most
-SECRETLINK_STORAGE_BUDGET_BYTES envelope bytes in all (0 switches a cap off). A
-sender past a cap gets 409 `inbox_full` or 507 `instance_full`; nothing stored is
-ever removed to make room, and the owner's message list says the inbox is full.
+SECRETLINK_STORAGE_BUDGET_BYTES envelope bytes in all, and at most
+SECRETLINK_MAX_INBOXES inboxes (0 switches a cap off). A sender past a cap gets 409
+`inbox_full` or 507 `instance_full`, and so does the creation of an inbox past the
+instance's count; nothing stored is ever removed to make room, and the owner's
+message list says the inbox is full.
 
 The counters live in the database (inboxes.message_count and .stored_bytes, the one
 row of instance_usage) and change in the transaction that inserts or deletes the
@@ -30,6 +32,8 @@ from secretlink.group_commit import STORED, UNKNOWN_INBOX
 # Outcomes of one message in a batch, besides the group commit's own.
 INBOX_FULL = "inbox_full"
 INSTANCE_FULL = "instance_full"
+# A new inbox refused because the instance holds as many as it may (also 507).
+NO_MORE_INBOXES = "no_more_inboxes"
 
 # The smallest v1 envelope (crypto/SPEC.md): an inbox that cannot take one is full.
 SMALLEST_ENVELOPE = 306
@@ -42,6 +46,7 @@ class Quotas:
     inbox_messages: int = 0
     inbox_bytes: int = 0
     instance_bytes: int = 0
+    instance_inboxes: int = 0
 
     @classmethod
     def from_settings(cls, settings) -> "Quotas":
@@ -49,6 +54,7 @@ class Quotas:
             inbox_messages=settings.inbox_max_messages,
             inbox_bytes=settings.inbox_max_bytes,
             instance_bytes=settings.storage_budget_bytes,
+            instance_inboxes=settings.max_inboxes,
         )
 
     def refusal(self, usage: "Usage", size: int) -> str | None:
@@ -84,6 +90,10 @@ class QuotaExceeded(Exception):
             self.message = (
                 "this inbox is full: it takes no more messages until its owner deletes some"
             )
+        elif reason == NO_MORE_INBOXES:
+            self.status = 507
+            self.message = "this server holds as many inboxes as it may: it creates no new ones"
+            reason = INSTANCE_FULL
         else:
             self.status = 507
             self.message = "this server is full: it takes no messages until space is freed"

@@ -116,8 +116,9 @@ def _pow_bits(text: str) -> int:
 
 def _fresh_seconds(text: str) -> int:
     value = int(text)
-    if not 1 <= value <= 600:
-        raise ValueError("must be from 1 to 600 seconds (a puzzle's whole life)")
+    if not 1 <= value <= 120:
+        # Longer would let stockpiled puzzles dodge the risen difficulty for longer.
+        raise ValueError("must be from 1 to 120 seconds (it may shorten the rule, not lengthen it)")
     return value
 
 
@@ -290,7 +291,7 @@ class Settings:
         120,
         _fresh_seconds,
         "Seconds a proof-of-work puzzle keeps the difficulty it was issued with (1 to "
-        "600); an older solution must meet the difficulty in force when it arrives. "
+        "120); an older solution must meet the difficulty in force when it arrives. "
         "Lower values only make stockpiled puzzles go stale sooner (tests use that).",
     )
     redis_url: str | None = setting(
@@ -351,6 +352,13 @@ class Settings:
         "(507 `instance_full`). The database file is larger by about 200 bytes a message. "
         "0: no cap.",
         "`1073741824` (1 GiB)",
+    )
+    max_inboxes: int = setting(
+        100_000,
+        _int_at_least(0),
+        "Most inboxes the instance holds; beyond it creating one is refused (507 "
+        "`instance_full`), so that inboxes, which the storage budget does not count, "
+        "cannot grow the database without bound (about 2.5 KiB each at most). 0: no cap.",
     )
     token_ttl: int = setting(600, _int_at_least(1), "Seconds an inbox access token stays valid.")
     challenge_ttl: int = setting(

@@ -45,7 +45,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 from secretlink import migrate
 from secretlink.database import make_engine
 from secretlink.group_commit import STORED, UNKNOWN_INBOX, GroupCommit
-from secretlink.quotas import QuotaExceeded, QuotaGate, Quotas, Usage
+from secretlink.quotas import NO_MORE_INBOXES, QuotaExceeded, QuotaGate, Quotas, Usage
 
 # Constraint names are part of the schema that migrations alter, so they must not be
 # left to each database. These are PostgreSQL's own defaults, which is also what a
@@ -198,6 +198,11 @@ class Storage:
             if row is not None:
                 row.prompt = prompt
                 return False
+            cap = self.quotas.instance_inboxes
+            # Counted in the creating transaction: concurrent creations can pass the
+            # cap by at most the number in flight at once (documented in DEPLOY).
+            if cap and session.scalar(select(func.count()).select_from(InboxRow)) >= cap:
+                raise QuotaExceeded(NO_MORE_INBOXES)
             session.add(
                 InboxRow(
                     public_key=public_key,

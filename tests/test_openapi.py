@@ -563,6 +563,7 @@ PROBES = [
     # PUT /inboxes/{public_key}
     P("save_inbox", 200, None, lambda w: w.inbox("PUT", token=w.token, json={"prompt": " Hi "})),
     P("save_inbox", 201, None, create_another_inbox),
+    P("save_inbox", 507, "instance_full", create_another_inbox, {"max_inboxes": 1}),
     P("save_inbox", 400, "bad_public_key", lambda w: w.inbox("PUT", token=w.token, key=BAD_KEY)),
     P(
         "save_inbox",

@@ -4,7 +4,7 @@ error, keeps what it holds, and tells its owner; on SQLite and PostgreSQL."""
 from dataclasses import replace
 
 import pytest
-from conftest import bearer, get_token, register
+from conftest import bearer, creation_proof, get_token, register
 
 from secretlink.crypto import b64encode, generate_keypair, seal
 from secretlink.crypto.pow import solve
@@ -70,6 +70,34 @@ def test_a_full_instance_answers_507_to_every_sender(small_app):
     assert refused.get_json()["code"] == "instance_full"
     usage = listing(client, second, token)["usage"]
     assert (usage["full"], usage["instance_full"]) == (True, True)
+
+
+def test_no_inbox_is_created_past_the_instance_s_count(settings, make_app):
+    """Inboxes are not in the storage budget: their number is capped instead, so that
+    a flood of created inboxes cannot grow the database without bound either."""
+    app = make_app(replace(settings, max_inboxes=2))
+    client, kept = app.test_client(), [generate_keypair(), generate_keypair()]
+    tokens = [register(client, keypair) for keypair in kept]
+    extra = generate_keypair()
+    refused = client.put(
+        f"/api/v1/inboxes/{extra.public_key_text}",
+        json={"prompt": "one too many", **creation_proof(client, extra)},
+        headers=bearer(get_token(client, extra)),
+    )
+    assert refused.status_code == 507
+    assert refused.get_json() == {
+        "code": "instance_full",
+        "error": "this server holds as many inboxes as it may: it creates no new ones",
+    }
+    assert client.get(f"/api/v1/inboxes/{extra.public_key_text}").status_code == 404
+    # The inboxes there are untouched: their owners still change them, senders still send.
+    url = f"/api/v1/inboxes/{kept[0].public_key_text}"
+    changed = client.put(url, json={"prompt": "still mine"}, headers=bearer(tokens[0]))
+    assert changed.status_code == 200
+    assert post(client, kept[1]).status_code == 201
+    # Deleting one makes room for a new one.
+    assert client.delete(url, headers=bearer(tokens[0])).status_code == 204
+    register(client, extra)
 
 
 def test_caps_set_to_zero_are_off(settings, make_app):

@@ -44,6 +44,8 @@ def test_environment_values_are_parsed(tmp_path):
         ("SECRETLINK_TOKEN_TTL", "soon"),
         ("SECRETLINK_TOKEN_TTL", "-5"),
         ("SECRETLINK_CHALLENGE_TTL", "3600"),
+        ("SECRETLINK_POW_FRESH_SECONDS", "121"),  # may shorten the 120 s, never lengthen it
+        ("SECRETLINK_MAX_INBOXES", "-1"),
         ("SECRETLINK_BASE_URL", "ftp://host"),
         ("SECRETLINK_BASE_URL", "https://host/sub/path"),
         ("SECRETLINK_SECRET_KEY", "short"),
