@@ -15,9 +15,10 @@ from datetime import datetime
 
 import pytest
 from conftest import TEST_ORIGIN, creation_proof, get_token, register
-from sqlalchemy import inspect, text
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
+from secretlink.client import parse_link
 from secretlink.crypto import b64encode, generate_keypair, seal
 from secretlink.crypto.pow import solve
 from secretlink.settings import Settings
@@ -123,7 +124,10 @@ def bearer(token: str) -> dict:
 
 def read_tables(app) -> dict[str, tuple[list[str], list[tuple]]]:
     """Every table's columns and rows, in the order the database returns them unasked."""
-    engine = app.extensions["secretlink.storage"].engine
+    return read_engine_tables(app.extensions["secretlink.storage"].engine)
+
+
+def read_engine_tables(engine) -> dict[str, tuple[list[str], list[tuple]]]:
     tables = {}
     with engine.connect() as connection:
         for table in inspect(connection).get_table_names():
@@ -134,7 +138,36 @@ def read_tables(app) -> dict[str, tuple[list[str], list[tuple]]]:
 
 def test_every_stored_value_is_no_finer_than_documented(app):
     exercise(app)
-    tables = read_tables(app)
+    assert_no_finer_than_documented(read_tables(app))
+
+
+def test_a_real_server_s_database_is_no_finer_than_documented(tmp_path):
+    """The same check on what `secretlink serve` (granian, two workers, the group
+    commit, the purge thread) wrote for real senders and owners over HTTP."""
+    from test_serve import serving
+
+    from secretlink.client import InboxClient, send
+
+    env = {"SECRETLINK_POW_DIFFICULTY": "2", "SECRETLINK_WORKERS": "2"}
+    with serving(tmp_path, env=env) as served:
+        owner = InboxClient(served.url, generate_keypair())
+        link = parse_link(owner.register("hello")["link"])
+        gone = InboxClient(served.url, generate_keypair())
+        gone.register("")
+        gone.api.call("DELETE", gone.base, token=gone.token())
+        for number in range(SENDS):
+            send(link, f"message {number}")
+        for _ in range(SIGN_INS):
+            owner._token = None  # a fresh sign-in each time
+            assert len(list(owner.messages())) == SENDS
+    engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'secretlink.sqlite3'}")
+    try:
+        assert_no_finer_than_documented(read_engine_tables(engine))
+    finally:
+        engine.dispose()
+
+
+def assert_no_finer_than_documented(tables: dict[str, tuple[list[str], list[tuple]]]) -> None:
     assert set(tables) - SCHEMA_TABLES == set(STORED), "list every new table in STORED"
     now = utcnow()
     for table, (columns, rows) in tables.items():
