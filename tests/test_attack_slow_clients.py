@@ -285,6 +285,7 @@ def test_a_slow_body_that_keeps_the_minimum_rate_is_taken(plain):
 
 # ---- malformed framing: 4xx (or 501), never 5xx, never a traceback ----
 
+REFUSAL_LINE = "request refused before the app:"
 FRAMING_CODES = {"bad_framing", "unsupported_transfer_coding", "too_large"}
 # (name, headers and body after the request line and Host, what must come back)
 BAD_FRAMING = {
@@ -354,7 +355,9 @@ def framed(target: Target, method: str, path: str, rest: bytes) -> bytes:
 @pytest.mark.parametrize("case", list(BAD_FRAMING))
 def test_malformed_framing_is_a_json_4xx_or_501_on_every_endpoint(plain, case):
     rest, expected = BAD_FRAMING[case]
-    for method, path in post_and_put_paths(plain):
+    refusals_before = plain.served.output().count(REFUSAL_LINE)
+    paths = post_and_put_paths(plain)
+    for method, path in paths:
         status, headers, body = exchange(plain, framed(plain, method, path, rest))
         if expected is None:
             assert status < 500, (method, path, status)
@@ -368,6 +371,8 @@ def test_malformed_framing_is_a_json_4xx_or_501_on_every_endpoint(plain, case):
     log = plain.served.output()
     assert "Traceback" not in log
     assert "ERROR" not in log
+    if expected is not None:  # one log line per refusal, no more
+        assert log.count(REFUSAL_LINE) - refusals_before == len(paths)
 
 
 @pytest.mark.parametrize("case", list(REFUSED_BY_THE_PARSER))
