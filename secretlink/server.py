@@ -37,9 +37,6 @@ BACKLOG = 1024
 # The TLS handshake deadline of granian's TLS listener (tls-listener's default; granian
 # does not make it configurable).
 TLS_HANDSHAKE_SECONDS = 10
-# A ClientHello with every extension a browser sends fits in 2 KiB; 16 KiB is the most
-# one TLS record holds.
-MAX_CLIENT_HELLO_BYTES = 16 * 1024
 # How long a worker is given to finish its requests after SIGTERM before it is killed.
 GRACEFUL_SECONDS = 30
 
