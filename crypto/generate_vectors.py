@@ -149,6 +149,12 @@ def envelope_cases() -> list[dict]:
         invalid("empty envelope", "SizeError", b""),
         # The order of section 5.7: one case for each pair of neighbouring checks that
         # an input can break together, so that doing them in another order is caught.
+        {
+            "desc": "padded base64url and a 31-byte secret key (step 0 before step 1)",
+            "secret_key": b64(RECIPIENT_SK[:31]),
+            "envelope": b64(good) + "==",
+            "expect": "EncodingError",
+        },
         invalid("secret key of 31 bytes", "DecryptError", good, secret_key=RECIPIENT_SK[:31]),
         invalid("secret key of 33 bytes", "DecryptError", good, secret_key=RECIPIENT_SK + b"\x00"),
         invalid(
