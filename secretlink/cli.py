@@ -4,6 +4,7 @@ Failures print one line on stderr and exit with status 1 (2 for a usage mistake)
 """
 
 import os
+import re
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
@@ -321,13 +322,23 @@ def send(link: str, text: str | None) -> None:
         if sys.stdin.isatty():
             click.echo("Type the message; end it with Ctrl-D.", err=True)
         text = strip_one_line_ending(sys.stdin.read())
-    if not text.strip():
+    if is_blank(text):
         # The envelope could carry it (SPEC 5.2), but sending nothing is a mistake.
         fail("the message is empty or only white space; nothing was sent")
     if len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
         fail(f"the message is longer than {MAX_TEXT_BYTES} bytes; nothing was sent")
     send_message(target, text)
     click.echo("sent", err=True)
+
+
+# What counts as white space for "the message is blank": the set JavaScript's trim()
+# removes (the sender page's rule), so the page and the CLI refuse the same texts
+# (SPEC 5.6). Python's str.isspace() differs: it takes U+001C-U+001F, not U+FEFF.
+BLANK = re.compile("[\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]*")
+
+
+def is_blank(text: str) -> bool:
+    return BLANK.fullmatch(text) is not None
 
 
 @main.command()

@@ -421,6 +421,14 @@ def test_send_strips_one_line_ending_from_standard_input(link, live_server, key_
     ]
 
 
+def test_blank_means_what_the_sender_page_s_trim_removes(link, live_server, key_file):
+    """SPEC 5.6: the CLI and the page refuse the same texts as white space only."""
+    for blank in ("\ufeff", "\u3000\u00a0", "\u2028"):
+        assert_fails_cleanly(run("send", link, blank), "empty or only white space")
+    assert run("send", link, "\x1c").exit_code == 0  # not white space to JavaScript
+    assert [m["text"] for m in read_json(live_server.url, key_file)] == ["\x1c"]
+
+
 def test_a_full_inbox_is_reported_to_sender_and_owner(link, live_server, key_file, monkeypatch):
     from secretlink.quotas import Quotas
 
