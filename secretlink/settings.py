@@ -284,8 +284,8 @@ class Settings:
         14,
         _pow_bits,
         "Proof-of-work bits a sender's browser must find per message (0 turns the gate "
-        "off); up to 4 more under load. 14 takes well under a second with a JIT and "
-        "about 2 s without.",
+        "off, at most 24); up to 4 more under load, and 2 more to create an inbox. 14 "
+        "takes well under a second with a JIT and about 2 s without.",
     )
     pow_fresh_seconds: int = setting(
         120,
