@@ -535,6 +535,28 @@ def strict_json_key_file_cases(doc, pk: str) -> list[dict]:
         | ok,
         {"desc": "a lone surrogate escape in an unknown member", "text": doc(comment="\ud800")}
         | ok,
+        # Section 6: nesting of at most 32 (the file's object is level 1); brackets
+        # inside strings do not count.
+        {
+            "desc": "an unknown member nested 32 deep in all",
+            "text": doc().replace("{", '{"deep": ' + "[" * 31 + "]" * 31 + ", ", 1),
+        }
+        | ok,
+        {
+            "desc": "brackets inside a string are not nesting",
+            "text": doc(comment="[" * 40 + "{" * 40),
+        }
+        | ok,
+        {
+            "desc": "an unknown member nested 33 deep in all",
+            "text": doc().replace("{", '{"deep": ' + "[" * 32 + "]" * 32 + ", ", 1),
+            "expect": "KeyFileError",
+        },
+        {
+            "desc": "an unknown member nested 1,900 deep (fits in 4096 bytes)",
+            "text": doc().replace("{", '{"deep": ' + "[" * 1900 + "]" * 1900 + ", ", 1),
+            "expect": "KeyFileError",
+        },
     ]
 
 

@@ -341,6 +341,20 @@ function repeatedMemberName(text) {
   return null;
 }
 
+// Arrays and objects nest at most this deep (SPEC section 6; the file's own object is
+// level 1): a deeper file is valid for one JSON parser and too deep for another.
+export const MAX_KEY_FILE_NESTING = 32;
+
+function nesting(text) {
+  let depth = 0;
+  let deepest = 0;
+  for (const [token] of text.matchAll(/"(?:[^"\\]|\\.)*"|[{}[\]]/g)) {
+    if (token === "{" || token === "[") deepest = Math.max(deepest, ++depth);
+    else if (token === "}" || token === "]") depth--;
+  }
+  return deepest;
+}
+
 // `content` is the file's bytes (a Uint8Array, as read from disk) or its text.
 export function loadKeyFile(content) {
   const bytes = content instanceof Uint8Array ? content : null;
@@ -360,6 +374,9 @@ export function loadKeyFile(content) {
   }
   // One byte-order mark is skipped (File.text() drops it too; a string may still have it).
   if (text.startsWith("\ufeff")) text = text.slice(1);
+  if (nesting(text) > MAX_KEY_FILE_NESTING) {
+    throw new KeyFileError(`not a secretlink key file (nested over ${MAX_KEY_FILE_NESTING} deep)`);
+  }
   let document;
   try {
     document = JSON.parse(text); // RFC 8259: NaN and Infinity are already refused

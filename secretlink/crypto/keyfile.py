@@ -10,6 +10,7 @@ The public key is stored for the reader's convenience and must match the secret 
 """
 
 import json
+import re
 from dataclasses import dataclass
 
 from secretlink.crypto.b64 import b64decode, b64encode
@@ -64,19 +65,44 @@ def _unique_members(pairs: list[tuple[str, object]]) -> dict:
     return document
 
 
+# Arrays and objects nest at most this deep (the file's own object is level 1): every
+# reader can follow that, where a deeper file would be valid for one JSON parser and
+# too deep for another (Python's stops near 1,000 levels, JavaScript's far later).
+MAX_NESTING = 32
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]]')
+
+
+def _nesting(text: str) -> int:
+    """How deep arrays and objects nest in `text` (strings are skipped, not scanned)."""
+    depth = deepest = 0
+    for piece in _JSON_TOKENS.findall(text):
+        if piece in ("{", "["):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif piece in ("}", "]"):
+            depth -= 1
+    return deepest
+
+
 def _parse(data: bytes) -> object:
-    """Strict RFC 8259: no NaN or Infinity, no repeated member names. One UTF-8
-    byte-order mark is skipped, as browsers' File.text() does."""
+    """Strict RFC 8259: no NaN or Infinity, no repeated member names, nesting at most
+    MAX_NESTING deep. One UTF-8 byte-order mark is skipped, as browsers' File.text()
+    does."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise KeyFileError("not a secretlink key file (not UTF-8)") from None
+    if _nesting(text) > MAX_NESTING:
+        raise KeyFileError(f"not a secretlink key file (nested over {MAX_NESTING} deep)")
     try:
         return json.loads(
-            data.decode("utf-8-sig"),
+            text,
             parse_constant=_refuse_constant,
             object_pairs_hook=_unique_members,
         )
     except _NotStrictJson as exc:
         raise KeyFileError(f"not a secretlink key file ({exc})") from None
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        # RecursionError: deeply nested JSON fits in a few kilobytes.
+    except ValueError:
         raise KeyFileError("not a secretlink key file (not JSON)") from None
 
 
