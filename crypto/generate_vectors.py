@@ -884,6 +884,46 @@ def origin_cases() -> list[dict]:
     return cases
 
 
+def link_cases() -> list[dict]:
+    """Section 4.4, a sender reading a link: its origin and key, or a refusal."""
+    key = b64(RECIPIENT_PK)
+    site = "https://secretlink.example"
+    ok = [
+        ("a plain link", f"https://secretlink.example/to/{key}", site),
+        ("a query is ignored", f"https://secretlink.example/to/{key}?ref=chat", site),
+        ("a fragment is ignored", f"https://secretlink.example/to/{key}#top", site),
+        ("upper case and the default port", f"HTTPS://SecretLink.Example:443/to/{key}", site),
+        ("a port", f"http://127.0.0.1:8000/to/{key}", "http://127.0.0.1:8000"),
+        (
+            "an internationalized host",
+            f"https://fa\u00df.example/to/{key}",
+            "https://xn--fa-hia.example",
+        ),
+    ]
+    cases = [
+        {"desc": desc, "link": link, "expect": "ok", "origin": origin, "public_key": key}
+        for desc, link, origin in ok
+    ]
+    refused = [
+        ("another scheme", f"ftp://secretlink.example/to/{key}"),
+        ("user information", f"https://user@secretlink.example/to/{key}"),
+        ("port 0", f"https://secretlink.example:0/to/{key}"),
+        ("a path prefix", f"https://secretlink.example/prefix/to/{key}"),
+        ("an empty first segment (//to/KEY)", f"https://secretlink.example//to/{key}"),
+        ("a trailing slash", f"https://secretlink.example/to/{key}/"),
+        ("a further segment", f"https://secretlink.example/to/{key}/x"),
+        ("no key", "https://secretlink.example/to/"),
+        ("not /to/", f"https://secretlink.example/from/{key}"),
+    ]
+    cases += [{"desc": d, "link": link, "expect": "refused"} for d, link in refused]
+    bad_keys = [
+        ("a key of 42 characters", f"https://secretlink.example/to/{key[:42]}"),
+        ("an all-zero (low-order) key", "https://secretlink.example/to/" + "A" * 43),
+    ]
+    cases += [{"desc": d, "link": link, "expect": "InvalidKeyError"} for d, link in bad_keys]
+    return cases
+
+
 def b64d(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
@@ -909,6 +949,12 @@ FILES = {
         "== mac; verify(server_secret, verify_public_key or public_key, nonce, "
         "verify_expires_at or expires_at, verify_origin or origin, mac).",
         auth_cases,
+    ),
+    "link.json": (
+        "Links (section 4.4), as a sender reads them: `ok` gives the `origin` to post to "
+        "and the `public_key` to seal to; `refused` must be refused (rules 1 to 3), "
+        "`InvalidKeyError` for a segment that is no valid key (rule 4).",
+        link_cases,
     ),
     "origin.json": (
         "Origins (section 7.5): canonical_origin(url) == origin, or the error. Every "

@@ -165,6 +165,25 @@ def test_every_vector_file_case_has_a_description_and_expectation():
             assert case["desc"] and case["expect"], (path.name, case)
 
 
+@pytest.mark.parametrize("case", cases("link.json"), ids=ids("link.json"))
+def test_link_vectors(case):
+    """The CLI's sender side (`secretlink send LINK`) reads links as section 4.4 says."""
+    from secretlink.client import ClientError, parse_link
+
+    if case["expect"] == "ok":
+        link = parse_link(case["link"])
+        assert (link.server, link.public_key_text) == (case["origin"], case["public_key"])
+        return
+    with pytest.raises(ClientError) as refused:
+        parse_link(case["link"])
+    if case["expect"] == "InvalidKeyError":  # rule 4: the key itself, named as such
+        assert "key in this link is damaged" in str(refused.value)
+        with expect_error(case):
+            decode_public_key(case["link"].rsplit("/", 1)[1])
+    else:
+        assert case["expect"] == "refused"
+
+
 @pytest.mark.parametrize("case", cases("origin.json"), ids=ids("origin.json"))
 def test_origin_vectors(case):
     if case["expect"] != "ok":
