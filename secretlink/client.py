@@ -205,6 +205,22 @@ class CipherMessage:
     ciphertext: str
 
 
+def message_page(page: object) -> list[CipherMessage]:
+    """The messages of one page of the owner's list (docs/API.md 4.7), or ClientError:
+    a server that sends something else gets one clear line, not a traceback."""
+    fields = ("id", "received_at", "ciphertext")
+    items = page.get("messages") if isinstance(page, dict) else None
+    next_cursor = page.get("next") if isinstance(page, dict) else None
+    if (
+        not isinstance(items, list)
+        or not all(isinstance(item, dict) for item in items)
+        or not all(isinstance(item.get(name), str) for item in items for name in fields)
+        or not (next_cursor is None or isinstance(next_cursor, str))
+    ):
+        raise ClientError("the server sent a malformed message list; do not trust this server")
+    return [CipherMessage(*(item[name] for name in fields)) for item in items]
+
+
 class InboxClient:
     """An inbox's owner: proves possession once, then reads, deletes, registers."""
 
@@ -267,10 +283,9 @@ class InboxClient:
         while True:
             params = {"before": before} if before else None
             page = self.api.call("GET", f"{self.base}/messages", token=self.token(), params=params)
-            if before is None and isinstance(page.get("usage"), dict):
+            if before is None and isinstance(page, dict) and isinstance(page.get("usage"), dict):
                 self.usage = page["usage"]
-            for item in page["messages"]:
-                yield CipherMessage(item["id"], item["received_at"], item["ciphertext"])
+            yield from message_page(page)
             before = page.get("next")
             if not before:
                 return

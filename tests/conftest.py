@@ -12,7 +12,7 @@ from flask import Flask
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
-from waitress.server import create_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from secretlink import create_app
 from secretlink.crypto import KeyPair, b64decode, b64encode, generate_keypair
@@ -214,50 +214,53 @@ class LiveServer:
     data_dir: Path
 
 
+class QuietRequestHandler(WSGIRequestHandler):
+    """No request log: it would print each client's address, and the tests' output."""
+
+    def log(self, type: str, message: str, *args) -> None:
+        pass
+
+
 @contextmanager
 def serving_in_thread(data_dir: Path, origin: Callable[[str], str] = lambda url: url):
-    """The real app on a real socket, served by waitress in a thread of the test process.
+    """The real app on a real socket, served by Werkzeug's threaded server in a thread
+    of the test process (it stops cleanly from another thread: `shutdown()`).
 
-    The app's origin is `origin(url)` of the address waitress binds: the address itself,
-    or (for a test with a proxy in front) the proxy's. `secretlink serve` runs granian
-    instead; tests/test_serve.py covers that stack."""
+    The app's origin is `origin(url)` of the address the server binds: the address
+    itself, or (for a test with a proxy in front) the proxy's. `secretlink serve` runs
+    granian instead; tests/test_serve.py and the attack tests cover that stack."""
     # The CLI and browser flows send more from one address than the default limits
     # allow; the limits have tests of their own (test_limits.py).
     # A real but cheap proof of work: the CLI and the browser solve it as in production.
-    # The app must be told its origin, whose port waitress picks when it binds: it
+    # The app must be told its origin, whose port is picked when the server binds: it
     # binds first, serving through a hand-off that the app fills in before any request.
     apps: list[Flask] = []
-    server = create_server(
+    server = make_server(
+        "127.0.0.1",
+        0,
         lambda environ, start_response: apps[0](environ, start_response),
-        host="127.0.0.1",
-        port=0,
-        threads=4,
+        threaded=True,
+        request_handler=QuietRequestHandler,
     )
-    url = f"http://127.0.0.1:{server.effective_port}"
-    app = create_app(
-        Settings(
-            data_dir=data_dir,
-            rate_limits_enabled=False,
-            pow_difficulty=8,
-            base_url=origin(url),
+    url = f"http://127.0.0.1:{server.server_port}"
+    apps.append(
+        create_app(
+            Settings(
+                data_dir=data_dir,
+                rate_limits_enabled=False,
+                pow_difficulty=8,
+                base_url=origin(url),
+            )
         )
     )
-    apps.append(app)
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield LiveServer(url, app, data_dir)
+        yield LiveServer(url, apps[0], data_dir)
     finally:
-        # Close the listening socket and idle keep-alive connections from inside
-        # waitress's own loop thread (its trigger runs the function there); the loop
-        # ends when nothing is left to watch.
-        def close_everything():
-            for channel in list(server._map.values()):
-                channel.close()
-
-        server.trigger.pull_trigger(close_everything)
+        server.shutdown()  # waits for the serving loop to end
+        server.server_close()
         thread.join(timeout=5)
-        server.task_dispatcher.shutdown()
 
 
 @pytest.fixture

@@ -240,6 +240,7 @@ def test_not_a_secretlink_server(key_file, tmp_path):
         )
     finally:
         server.shutdown()
+        server.server_close()
     assert_fails_cleanly(result, "refused")
 
 

@@ -345,6 +345,25 @@ def test_server_supplied_ids_times_and_errors_are_escaped(hostile_inbox, live_se
     )
 
 
+@pytest.mark.parametrize(
+    "rewrite",
+    [
+        pytest.param(lambda item: {"id": item["id"]}, id="missing-members"),
+        pytest.param(lambda item: item | {"ciphertext": 5}, id="not-a-string"),
+        pytest.param(lambda item: "a message", id="not-an-object"),
+    ],
+)
+def test_a_malformed_message_list_is_one_clear_line(hostile_inbox, live_server, tampering, rewrite):
+    key_file, _ = hostile_inbox
+    tampering["messages"] = rewrite
+    result = CliRunner().invoke(
+        main, ["inbox", "read", "--server", live_server.url, "--key-file", key_file]
+    )
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "malformed message list" in result.stderr
+    assert "Traceback" not in result.output
+
+
 def test_a_server_s_error_text_is_cut_to_one_bounded_line(hostile_inbox, live_server, tampering):
     key_file, _ = hostile_inbox
     tampering["error"] = "\x1b[2J" * 10_000
