@@ -186,5 +186,6 @@ def dumps_json(data: Any) -> str:
     with every unsafe character written as a `\\u` escape."""
     text = json.dumps(data, ensure_ascii=False, indent=2)
     # Outside strings json.dumps writes only newlines and spaces, which are not matched:
-    # every match is inside a string, where \\uXXXX means the same character.
+    # every match is inside a string, where a \\u escape of four hex digits means the
+    # same character.
     return UNSAFE_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text)

@@ -137,6 +137,19 @@ def serving(
             process.wait()
 
 
+def link_through(server: Server, host: str, keypair, token: Answer) -> str:
+    """Save the inbox through `host` with that sign-in; the link the server answers."""
+    put = server.send(
+        "PUT",
+        f"/api/v1/inboxes/{keypair.public_key_text}",
+        host,
+        {"prompt": ""},
+        token=token.json()["token"],
+    )
+    assert put.status in (200, 201), put.body
+    return put.json()["link"]
+
+
 def token_for(server: Server, host: str, keypair, origin: str) -> Answer:
     """Prove possession through `host`, with a proof made for `origin`."""
     challenge = server.send(
@@ -207,17 +220,8 @@ def test_loopback_default_refuses_a_relays_host_and_malformed_hosts(tmp_path):
             host = f"{name}:{server.port}"
             token = token_for(server, host, keypair, f"http://{name.lower()}:{server.port}")
             assert token.status == 200, token.body
-            put = server.send(
-                "PUT",
-                f"/api/v1/inboxes/{keypair.public_key_text}",
-                host,
-                {"prompt": ""},
-                token=token.json()["token"],
-            )
-            assert put.status in (200, 201), put.body
-            assert put.json()["link"] == (
-                f"http://{name.lower()}:{server.port}/to/{keypair.public_key_text}"
-            )
+            link = link_through(server, host, keypair, token)
+            assert link == f"http://{name.lower()}:{server.port}/to/{keypair.public_key_text}"
         # Malformed Hosts: 400 JSON, never a 200 with a link like http:///to/KEY.
         token = token_for(server, own, keypair, f"http://{own}").json()["token"]
         for host in MALFORMED_HOSTS:
@@ -269,14 +273,9 @@ def test_base_url_and_onion_origin_on_another_loopback_address(tmp_path):
             assert token_for(server, host, keypair, f"http://{RELAY}").status == 401
             token = token_for(server, host, keypair, origin)
             assert token.status == 200, token.body
-            put = server.send(
-                "PUT",
-                f"/api/v1/inboxes/{keypair.public_key_text}",
-                host,
-                {"prompt": ""},
-                token=token.json()["token"],
+            assert link_through(server, host, keypair, token) == (
+                f"{origin}/to/{keypair.public_key_text}"
             )
-            assert put.json()["link"] == f"{origin}/to/{keypair.public_key_text}"
 
 
 def test_trust_host_header_takes_the_origin_from_a_well_formed_host(tmp_path):
