@@ -18,10 +18,11 @@ NEED_NODE := command -v node >/dev/null && command -v npm >/dev/null || { echo "
 PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 BUNDLES := webui/static/build/home.js webui/static/build/inbox.js webui/static/build/send.js \
-	webui/static/build/pow-worker.js
+	webui/static/build/pow-worker.js webui/static/build/notify-sw.js webui/static/build/reply.js \
+	webui/static/build/backup-worker.js
 
 .PHONY: run test js-test check-bundles bundle-hashes bench lint format build install chromium \
-	wrk vectors docs dist clean
+	wrk vectors docs dist clean screenshots
 
 run: install
 	$(BIN)/secretlink serve --host $(HOST) --port $(PORT)
@@ -51,7 +52,7 @@ check-bundles: $(NPM_STAMP)
 
 # The SHA-256 and SRI (sha384) hashes of the shipped page scripts; needs no Node.js.
 bundle-hashes: $(PY_STAMP)
-	$(BIN)/python -m secretlink.assets
+	$(BIN)/python -m secretlink.web.assets
 
 # Performance goals P1-P5 (docs/PERFORMANCE.md): a few minutes, loopback only.
 bench: install chromium wrk
@@ -114,9 +115,19 @@ chromium:
 vectors: $(PY_STAMP)
 	$(BIN)/python crypto/generate_vectors.py
 	$(BIN)/python crypto/generate_pow_vectors.py
+	$(BIN)/python crypto/generate_conversation_vectors.py
+	$(BIN)/python crypto/generate_attachment_vectors.py
+	$(BIN)/python crypto/generate_protected_key_vectors.py
 
 docs: $(PY_STAMP)
 	$(BIN)/python -m secretlink.settings > docs/SETTINGS.md
+
+# Screenshots of every page in light, dark and at 360 px into docs/screenshots/ (the
+# browser test tests/test_screenshots.py; under `make test` it writes to a temporary
+# folder). The README shows three of them, the only ones git keeps (see the folder's
+# .gitignore).
+screenshots: install chromium
+	SECRETLINK_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -q -p no:randomly tests/test_screenshots.py
 
 # The release files: an sdist and a wheel built from it (both carry the committed page
 # bundles), and the one-file build: every Python dependency and the web assets in a
@@ -124,7 +135,7 @@ docs: $(PY_STAMP)
 dist: dist/.packages dist/secretlink.pyz
 
 PACKAGE_FILES := pyproject.toml MANIFEST.in README.md package.json package-lock.json webui/build.mjs \
-	$(shell find secretlink webui/templates webui/static webui/src crypto/secretlink.js -type f -not -name '*.pyc')
+	$(shell find secretlink webui/templates webui/static webui/src crypto/*.js -type f -not -name '*.pyc')
 
 dist/.packages: $(PY_STAMP) $(BUNDLES) $(PACKAGE_FILES)
 	mkdir -p dist

@@ -1,15 +1,15 @@
 """The bare Flask JSON POST that benchmarks/servers.py serves with each candidate server.
 
 `app` is the WSGI app; `asgi_app` is the same app behind secretlink's body layer
-(secretlink.asgi), as `secretlink serve` runs its own; `asgi_app_a2wsgi` is the body
-layer in front of a2wsgi's streaming WSGIMiddleware instead of secretlink.asgi's own
+(secretlink.ops.asgi), as `secretlink serve` runs its own; `asgi_app_a2wsgi` is the body
+layer in front of a2wsgi's streaming WSGIMiddleware instead of secretlink.ops.asgi's own
 buffered adapter.
 """
 
 from a2wsgi import WSGIMiddleware
 from flask import Flask, jsonify, request
 
-from secretlink.asgi import BodyPolicy, WholeBodyFirst, wsgi_as_asgi
+from secretlink.ops.asgi import BodyPolicy, WholeBodyFirst, wsgi_as_asgi
 
 app = Flask(__name__)
 

@@ -17,9 +17,9 @@ from dataclasses import replace
 
 from flask import Flask, jsonify, request
 
-from secretlink.app import create_app
-from secretlink.server import prepare, run
+from secretlink.ops.server import prepare, run
 from secretlink.settings import Settings
+from secretlink.web.app import create_app
 
 
 def bench_app(settings: Settings) -> Flask:

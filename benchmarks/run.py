@@ -26,10 +26,10 @@ from pathlib import Path
 
 import requests
 
-from secretlink.client import InboxClient
+from secretlink.client.http import InboxClient
 from secretlink.crypto import b64encode, generate_keypair, seal
 from secretlink.crypto.envelope import MAX_TEXT_BYTES
-from secretlink.storage import Storage, coarse, utcnow
+from secretlink.store.storage import Storage, coarse, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -211,10 +211,10 @@ def p1_throughput(work: Path) -> Result:
 
 def fill(storage: Storage, public_key: str, count: int, envelope: bytes) -> None:
     """Insert `count` messages quickly, straight into the database, with the inbox's
-    and the instance's usage counters (secretlink/quotas.py) to match."""
+    and the instance's usage counters (secretlink/store/quotas.py) to match."""
     from sqlalchemy import insert, update
 
-    from secretlink.storage import InboxRow, InstanceUsageRow, MessageRow
+    from secretlink.store.storage import InboxRow, InstanceUsageRow, MessageRow
 
     received = coarse(utcnow())
     with storage.engine.begin() as connection:
@@ -334,7 +334,7 @@ def p3_cli_read(work: Path) -> Result:
         storage = Storage.from_url(f"sqlite:///{work / 'p3' / 'secretlink.sqlite3'}")
         from sqlalchemy import insert
 
-        from secretlink.storage import MessageRow
+        from secretlink.store.storage import MessageRow
 
         with storage.engine.begin() as connection:
             connection.execute(

@@ -50,7 +50,7 @@ CANDIDATES = {
         "--http1-buffer-size 16384 --backpressure 4096 --port {port} --log-level warning "
         "benchmarks.bare_app:asgi_app_a2wsgi",
     ),
-    "granian ASGI 2 + secretlink.asgi (8 threads each; chosen)": (
+    "granian ASGI 2 + secretlink.ops.asgi (8 threads each; chosen)": (
         "granian",
         "granian --interface asginl --workers 2 --http 1 --http1-header-read-timeout 10000 "
         "--http1-buffer-size 16384 --backpressure 4096 --port {port} --log-level warning "

@@ -196,7 +196,7 @@ def envelope_cases() -> list[dict]:
             "PaddingError",
             sealed_inner(
                 "big bucket critical",
-                b"\x01" + sodium_pad(text_payload("hi") + field(0x02, b"x"), 512),
+                b"\x01" + sodium_pad(text_payload("hi") + field(0x7F, b"x"), 512),
             ),
         ),
         invalid("unknown outer version 2", "VersionError", b"\x02" + good[1:]),
@@ -241,10 +241,10 @@ def envelope_cases() -> list[dict]:
             sealed_inner("big bucket", b"\x01" + sodium_pad(text_payload("hi"), 512)),
         ),
         invalid(
-            "unknown critical field 0x02",
+            "unknown critical field 0x7f",
             "PayloadError",
             sealed_inner(
-                "critical", b"\x01" + canonical_pad(text_payload("hi") + field(0x02, b"x"))
+                "critical", b"\x01" + canonical_pad(text_payload("hi") + field(0x7F, b"x"))
             ),
         ),
         invalid(
@@ -476,7 +476,62 @@ def key_file_cases() -> list[dict]:
         *strict_json_key_file_cases(doc, pk),
         *server_key_file_cases(doc, pk),
         *size_key_file_cases(doc, pk),
+        *conversation_key_file_cases(doc, pk),
     ]
+
+
+def conversation_key_file_cases(doc, pk: str) -> list[dict]:
+    """Section 6, rules 10 to 12: a reply key file's `conversation` member. A reader
+    that does not know conversations ignores the member (`older_reader`)."""
+    inbox = b64(crypto_scalarmult_base(OTHER_SK))
+    cid = b64(seeded("conversation id")[:16])
+    site = "https://secretlink.example"
+    ok = {"with": inbox, "id": cid}
+    cases = [
+        {
+            "desc": "conversation: a reply key file",
+            "text": doc(server=site, conversation=ok),
+            "expect": "ok",
+            "public_key": pk,
+            "server": site,
+            "conversation": ok,
+        },
+        {
+            "desc": "conversation: without a server",
+            "text": doc(conversation=ok),
+            "expect": "ok",
+            "public_key": pk,
+            "server": None,
+            "conversation": ok,
+        },
+    ]
+    refused = [
+        ("null", None),
+        ("a string", cid),
+        ("an empty object", {}),
+        ("no id", {"with": inbox}),
+        ("no with", {"id": cid}),
+        ("a third member", ok | {"name": "x"}),
+        ("with is not a key text", {"with": inbox[:42], "id": cid}),
+        ("with is a low-order key", {"with": "A" * 43, "id": cid}),
+        ("with is the file's own key", {"with": pk, "id": cid}),
+        ("id of 15 bytes", {"with": inbox, "id": b64(seeded("conversation id")[:15])}),
+        ("id in padded base64", {"with": inbox, "id": cid + "=="}),
+        ("id is a number", {"with": inbox, "id": 16}),
+    ]
+    cases += [
+        {
+            "desc": f"conversation: {desc}",
+            "text": doc(server=site, conversation=member),
+            "expect": "KeyFileError",
+            # What a reader without conversations returns: the key and server alone.
+            "older_reader": "ok",
+            "public_key": pk,
+            "server": site,
+        }
+        for desc, member in refused
+    ]
+    return cases
 
 
 def strict_json_key_file_cases(doc, pk: str) -> list[dict]:
@@ -973,14 +1028,21 @@ def render(name: str) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    return write_or_check(__doc__, FILES, render)
+
+
+def write_or_check(doc: str | None, names, render_file) -> int:
+    """A generator's command line: write each named vector file as `render_file`
+    makes it, or with --check only compare and list the files that differ. Shared by
+    the generators that import this module."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     args = parser.parse_args()
     VECTORS.mkdir(exist_ok=True)
     stale = []
-    for name in FILES:
+    for name in names:
         path = VECTORS / name
-        text = render(name)
+        text = render_file(name)
         if args.check:
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 stale.append(name)

@@ -14,6 +14,13 @@ export const BUCKETS = Object.freeze([256, 512, 1024, 2048, 4096, 8192, 16384, 3
 export const MAX_PADDED = BUCKETS[BUCKETS.length - 1];
 const FIELD_HEADER = 5;
 const TAG_TEXT = 0x01;
+// The conversation field (SPEC 5.8): critical, so a reader that predates it refuses
+// the message instead of showing it without its reply key. crypto/conversation.js
+// makes and reads its value; this module only carries it.
+export const TAG_CONVERSATION = 0x02;
+// The attachments field (SPEC 5.10): critical too. crypto/attachments.js makes and
+// reads its value (openMessage, sealMessage); this module only carries it.
+const TAG_ATTACHMENTS = 0x03;
 const SEAL_BYTES = 48; // ephemeral public key + Poly1305 tag
 export const MAX_TEXT_BYTES = MAX_PADDED - 1 - FIELD_HEADER;
 export const OVERHEAD = 1 + SEAL_BYTES + 1;
@@ -153,17 +160,44 @@ export function encodePayload(message) {
     throw new PayloadError("text is not encodable as UTF-8 (lone surrogate)");
   }
   const text = encoder.encode(message.text);
-  if (text.length > MAX_TEXT_BYTES) {
-    throw new SizeError(`message is ${text.length} bytes; the limit is ${MAX_TEXT_BYTES}`);
+  const conversation = message.conversation ?? null;
+  if (conversation !== null && !(conversation instanceof Uint8Array)) {
+    throw new PayloadError("the conversation field must be bytes");
   }
-  const payload = new Uint8Array(FIELD_HEADER + text.length);
-  payload[0] = TAG_TEXT;
-  new DataView(payload.buffer).setUint32(1, text.length);
-  payload.set(text, FIELD_HEADER);
+  const files = message.attachmentsField ?? null;
+  if (files !== null && !(files instanceof Uint8Array)) {
+    throw new PayloadError("the attachments field must be bytes");
+  }
+  if (conversation !== null && files !== null) {
+    throw new PayloadError("a conversation message carries no attachments field");
+  }
+  const fields = [[TAG_TEXT, text]];
+  if (conversation !== null) fields.push([TAG_CONVERSATION, conversation]);
+  if (files !== null) fields.push([TAG_ATTACHMENTS, files]);
+  const length = fields.reduce((n, [, value]) => n + FIELD_HEADER + value.length, 0);
+  // The other fields share the payload with the text (SPEC 5.5, 5.10).
+  if (length - FIELD_HEADER > MAX_TEXT_BYTES) {
+    throw new SizeError(`message is ${length - FIELD_HEADER} bytes; the limit is ${MAX_TEXT_BYTES}`);
+  }
+  const payload = new Uint8Array(length);
+  const view = new DataView(payload.buffer);
+  let at = 0;
+  for (const [tag, value] of fields) {
+    payload[at] = tag;
+    view.setUint32(at + 1, value.length);
+    payload.set(value, at + FIELD_HEADER);
+    at += FIELD_HEADER + value.length;
+  }
   return payload;
 }
 
-export function decodePayload(payload) {
+// `conversations`: the caller reads conversation fields (crypto/conversation.js) and
+// gets field 0x02's value back. Any other caller would show a conversation message's
+// empty text, so for it 0x02 is an unknown critical field like any other (SPEC 5.9).
+// `attachments` likewise: the caller (crypto/attachments.js's openMessage) decodes
+// field 0x03's value and shows or saves the files; any other caller would show the
+// text without them, so for it 0x03 is an unknown critical field (SPEC 5.10).
+export function decodePayload(payload, { conversations = false, attachments = false } = {}) {
   const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
   const fields = new Map();
   let offset = 0;
@@ -182,8 +216,11 @@ export function decodePayload(payload) {
     lastTag = tag;
   }
   for (const tag of fields.keys()) {
-    if (tag < 0x80 && tag !== TAG_TEXT) {
-      throw new PayloadError(`unknown critical field 0x${tag.toString(16).padStart(2, "0")}`);
+    const known = tag === TAG_TEXT || (conversations && tag === TAG_CONVERSATION)
+      || (attachments && tag === TAG_ATTACHMENTS);
+    if (tag < 0x80 && !known) {
+      const hex = tag.toString(16).padStart(2, "0");
+      throw new PayloadError(`unknown critical field 0x${hex}: this message needs a newer secretlink to read it`);
     }
   }
   if (!fields.has(TAG_TEXT)) throw new PayloadError("payload has no text field");
@@ -193,7 +230,19 @@ export function decodePayload(payload) {
   } catch {
     throw new PayloadError("text is not valid UTF-8");
   }
-  return { text };
+  if (fields.has(TAG_CONVERSATION) && fields.has(TAG_ATTACHMENTS)) {
+    // The file list would sit outside the conversation's box (SPEC 5.10).
+    throw new PayloadError("a conversation message carries no attachments field");
+  }
+  // The conversation field's value, still sealed in its box: crypto/conversation.js
+  // checks it (SPEC 5.9). null when the message is not part of a conversation.
+  // attachmentsField: field 0x03's value, not yet checked (crypto/attachments.js
+  // decodes it); null when the message has no files or the caller did not ask.
+  return {
+    text,
+    conversation: fields.get(TAG_CONVERSATION) ?? null,
+    attachmentsField: fields.get(TAG_ATTACHMENTS) ?? null,
+  };
 }
 
 // ISO/IEC 7816-4 padding, as libsodium's sodium_pad: 0x80, then zeros to the bucket.
@@ -277,7 +326,7 @@ export function seal(message, recipientPublicKey) {
   return prepareSeal(recipientPublicKey).seal(message);
 }
 
-export function openEnvelope(envelope, secretKey) {
+export function openEnvelope(envelope, secretKey, { conversations = false, attachments = false } = {}) {
   if (!(secretKey instanceof Uint8Array) || secretKey.length !== KEY_BYTES) {
     throw new DecryptError("secret key must be 32 bytes");
   }
@@ -291,7 +340,7 @@ export function openEnvelope(envelope, secretKey) {
     throw new DecryptError("envelope does not open with this key (tampered or not for it)");
   }
   if (inner[0] !== envelope[0]) throw new VersionError("sealed version does not match the envelope version");
-  return decodePayload(unpad(inner.subarray(1)));
+  return decodePayload(unpad(inner.subarray(1)), { conversations, attachments });
 }
 
 // ---- key file ----
@@ -355,37 +404,50 @@ function nesting(text) {
   return deepest;
 }
 
-// `content` is the file's bytes (a Uint8Array, as read from disk) or its text.
-export function loadKeyFile(content) {
+// Strict RFC 8259 JSON (SPEC section 6) from a file's bytes (a Uint8Array, as read from
+// disk) or its text: at most `maxBytes` UTF-8 bytes, one byte-order mark skipped, no
+// repeated member names, nesting at most MAX_KEY_FILE_NESTING deep. Failures throw
+// `ErrorClass`, saying the content is not `what`. Also used by protected-key.js.
+export function parseStrictJson(content, { maxBytes, ErrorClass = KeyFileError, what = "a secretlink key file" } = {}) {
   const bytes = content instanceof Uint8Array ? content : null;
   if (bytes === null && (typeof content !== "string" || !content.isWellFormed())) {
-    throw new KeyFileError("not a secretlink key file (not UTF-8 text)");
+    throw new ErrorClass(`not ${what} (not UTF-8 text)`);
   }
-  if ((bytes ?? encoder.encode(content)).length > MAX_KEY_FILE_BYTES) {
-    throw new KeyFileError("key file is too large to be a secretlink key file");
+  if (maxBytes !== undefined && (bytes ?? encoder.encode(content)).length > maxBytes) {
+    throw new ErrorClass(`the file is too large to be ${what}`);
   }
   let text = content;
   if (bytes !== null) {
     try {
       text = strictDecoder.decode(bytes); // keeps a byte-order mark: skipped just below
     } catch {
-      throw new KeyFileError("not a secretlink key file (not UTF-8)");
+      throw new ErrorClass(`not ${what} (not UTF-8)`);
     }
   }
   // One byte-order mark is skipped (File.text() drops it too; a string may still have it).
   if (text.startsWith("\ufeff")) text = text.slice(1);
   if (nesting(text) > MAX_KEY_FILE_NESTING) {
-    throw new KeyFileError(`not a secretlink key file (nested over ${MAX_KEY_FILE_NESTING} deep)`);
+    throw new ErrorClass(`not ${what} (nested over ${MAX_KEY_FILE_NESTING} deep)`);
   }
   let document;
   try {
     document = JSON.parse(text); // RFC 8259: NaN and Infinity are already refused
   } catch {
-    throw new KeyFileError("not a secretlink key file (not JSON)");
+    throw new ErrorClass(`not ${what} (not JSON)`);
   }
   if (repeatedMemberName(text) !== null) {
-    throw new KeyFileError("not a secretlink key file (an object has two members with the same name)");
+    throw new ErrorClass(`not ${what} (an object has two members with the same name)`);
   }
+  return document;
+}
+
+// `content` is the file's bytes (a Uint8Array, as read from disk) or its text.
+export function loadKeyFile(content) {
+  return keyFileFromDocument(parseStrictJson(content, { maxBytes: MAX_KEY_FILE_BYTES }));
+}
+
+// Rules 3 to 9 of SPEC section 6 on a parsed key file (also one inside a bundle, 6a).
+export function keyFileFromDocument(document) {
   if (document === null || typeof document !== "object" || Array.isArray(document) ||
       document.format !== KEY_FILE_FORMAT) {
     throw new KeyFileError("not a secretlink key file (format is not secretlink-key)");

@@ -1,7 +1,7 @@
 """secretlink: end-to-end encrypted anonymous message links.
 
 The package root stays light so that `secretlink.crypto` can be used without
-importing Flask; the factory lives in secretlink.app.
+importing Flask; the factory lives in secretlink.web.app.
 """
 
 from typing import TYPE_CHECKING
@@ -14,6 +14,6 @@ if TYPE_CHECKING:
 
 def create_app(settings: "Settings | None" = None) -> "Flask":
     """Build the WSGI app (also what `flask --app secretlink run` calls)."""
-    from secretlink.app import create_app as factory
+    from secretlink.web.app import create_app as factory
 
     return factory(settings)

@@ -1,5 +1,5 @@
 """`python -m secretlink` is the `secretlink` command."""
 
-from secretlink.cli import main
+from secretlink.client.cli import main
 
 main(prog_name="secretlink")

@@ -8,6 +8,7 @@ bad value stops the service with a clear message instead of failing later.
 
 import contextlib
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -24,6 +25,9 @@ from secretlink.crypto.origin import InvalidOriginError, canonical_origin, url_r
 # The largest v1 envelope (see crypto/SPEC.md); repeated here to keep this module light.
 V1_MAX_ENVELOPE = 65586
 V1_MIN_ENVELOPE = 306
+# Attachments (issue 11): the largest file an operator may allow.
+MAX_ATTACHMENT_FILE_BYTES = 1 << 30
+BASE64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 class SettingsError(ValueError):
@@ -65,11 +69,36 @@ def _origin(text: str) -> str:
     return origin
 
 
+# A v3 onion name: 56 base32 characters (the service's key, a checksum and a version).
+ONION_V3_NAME = re.compile(r"[a-z2-7]{56}\.onion")
+
+
 def _onion_origin(text: str) -> str:
     origin = _origin(text)
-    if not (urlsplit(origin).hostname or "").endswith(".onion"):
-        raise ValueError("must be the http:// or https:// URL of a .onion name")
+    parts = urlsplit(origin)
+    # Tor itself authenticates and encrypts an onion connection, and tor hands it to
+    # the onion listener as plain HTTP: an https:// onion origin would be a third
+    # layer that nothing here serves.
+    if parts.scheme != "http" or not ONION_V3_NAME.fullmatch(parts.hostname or ""):
+        raise ValueError(
+            "must be http:// and a v3 onion name (56 letters a-z and digits 2-7, then "
+            ".onion), e.g. the name in the HiddenServiceDir's hostname file"
+        )
     return origin
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    """HOST:PORT of a listener; an IPv6 address in brackets."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8081 (an IPv6 address in brackets)")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ValueError("must be HOST:PORT; close the IPv6 address's bracket: [::1]:8081")
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("must be HOST:PORT with an IPv6 address in brackets, e.g. [::1]:8081")
+    return host, int(port)
 
 
 def _log_level(text: str) -> str:
@@ -122,10 +151,75 @@ def _fresh_seconds(text: str) -> int:
     return value
 
 
+def _backup_memory(text: str) -> int:
+    from secretlink.crypto.protected_keyfile import MAX_MEMORY_KIB, MIN_MEMORY_KIB
+
+    value = int(text)
+    if not MIN_MEMORY_KIB <= value <= MAX_MEMORY_KIB:
+        raise ValueError(
+            f"must be from {MIN_MEMORY_KIB} to {MAX_MEMORY_KIB} KiB (what readers accept)"
+        )
+    return value
+
+
+def _backup_passes(text: str) -> int:
+    from secretlink.crypto.protected_keyfile import MAX_PASSES, MIN_PASSES
+
+    value = int(text)
+    if not MIN_PASSES <= value <= MAX_PASSES:
+        raise ValueError(f"must be from {MIN_PASSES} to {MAX_PASSES} (what readers accept)")
+    return value
+
+
 def _envelope_limit(text: str) -> int:
     value = int(text)
     if not V1_MIN_ENVELOPE <= value <= V1_MAX_ENVELOPE:
         raise ValueError(f"must be from {V1_MIN_ENVELOPE} to {V1_MAX_ENVELOPE} bytes")
+    return value
+
+
+def _attachment_file_limit(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_ATTACHMENT_FILE_BYTES:
+        raise ValueError(f"must be from 1 to {MAX_ATTACHMENT_FILE_BYTES} bytes (1 GiB)")
+    return value
+
+
+def _upload_ttl(text: str) -> int:
+    value = int(text)
+    if not 60 <= value <= 86400:
+        raise ValueError("must be from 60 seconds to 86400 (a day)")
+    return value
+
+
+def _notify_timeout(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 60:
+        raise ValueError("must be from 1 to 60 seconds")
+    return value
+
+
+def _notify_attempts(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 10:
+        raise ValueError("must be from 1 to 10")
+    return value
+
+
+def _push_contact(text: str) -> str:
+    value = text.strip()
+    if not (value.startswith("mailto:") or value.startswith("https://")) or len(value) > 200:
+        raise ValueError("must be a mailto: or https: URL (at most 200 characters)")
+    return value
+
+
+def _vapid_private_key(text: str) -> str:
+    from secretlink.notify.keys import vapid_private_key
+
+    value = text.strip()
+    if len(value) != 43 or not set(value) <= BASE64URL:
+        raise ValueError("must be 32 bytes in unpadded base64url (43 characters)")
+    vapid_private_key(value)  # ValueError if it is no P-256 private key
     return value
 
 
@@ -211,8 +305,19 @@ class Settings:
     onion_url: str | None = setting(
         None,
         _onion_origin,
-        "A second origin of the same instance as a Tor onion service, e.g. "
-        "`http://abc…xyz.onion`; requests with its Host are answered for that origin.",
+        "The second entry of the origin list: the instance as a Tor onion service, "
+        "`http://` and a v3 name (56 characters, then `.onion`). Requests with its Host "
+        "are answered for it (links and proofs use it, no HSTS); pages on the public "
+        "origin send `Onion-Location` pointing to it.",
+        "none",
+    )
+    onion_listen: tuple[str, int] | None = setting(
+        None,
+        _listen_address,
+        "HOST:PORT of a second listener for tor's `HiddenServicePort`, e.g. "
+        "`127.0.0.1:8081`. Every connection on it must start with a PROXY protocol "
+        "header (tor's `HiddenServiceExportCircuitID haproxy`) and is refused without "
+        "one; its source address, tor's circuit id, is the client for the rate limits.",
         "none",
     )
     trust_host_header: bool = setting(
@@ -271,14 +376,95 @@ class Settings:
         _envelope_limit,
         "Largest envelope accepted, in bytes (306 to 65586); lower it to refuse long messages.",
     )
+    attachment_max_file_bytes: int = setting(
+        25 * 1024 * 1024,
+        _attachment_file_limit,
+        "Largest attached file, in bytes before encryption (1 to 1073741824, 1 GiB). The "
+        "server sees only encrypted, padded blobs: it takes any blob no longer than that "
+        "of a file of exactly this size (up to 12 % more). Inboxes take attachments only "
+        "if their owner turned them on.",
+        "`26214400` (25 MiB)",
+    )
+    attachment_max_message_bytes: int = setting(
+        100 * 1024 * 1024,
+        _int_at_least(1),
+        "Most attachment bytes one message carries, counted as stored (encrypted and "
+        "padded) blob bytes; at least the blob of the largest file.",
+        "`104857600` (100 MiB)",
+    )
+    attachment_upload_ttl: int = setting(
+        3600,
+        _upload_ttl,
+        "Seconds an upload may take, from its start to the message that lists it (60 to "
+        "86400): its capability expires then, and a blob not sent with a message by then "
+        "is abandoned and deleted by the next purge.",
+    )
+    inbox_max_attachment_bytes: int = setting(
+        256 * 1024 * 1024,
+        _int_at_least(0),
+        "Most attachment bytes (stored blobs and uploads under way) one inbox holds; an "
+        "upload past it is refused (409 `inbox_full`). 0: no cap.",
+        "`268435456` (256 MiB)",
+    )
     retention_days: int = setting(
         90,
         _int_at_least(0),
         "Messages older than this many days are deleted. 0 keeps messages until the "
-        "recipient deletes them.",
+        "recipient deletes them. An inbox's owner may choose a shorter retention of its "
+        "own (1, 7, 30 or 90 days), which the same purge enforces.",
     )
     purge_interval: int = setting(
         3600, _int_at_least(60), "Seconds between the purges `secretlink serve` runs."
+    )
+    notifications_enabled: bool = setting(
+        True,
+        _bool,
+        "Let inbox owners register a Web Push subscription or a webhook that is told "
+        '"new message" (never what it says); `secretlink serve` then runs the sender in '
+        "each worker, and `secretlink notify` can run it on its own.",
+    )
+    notify_interval: int = setting(
+        30,
+        _int_at_least(1),
+        "Seconds between the notification sender's looks at the queue of due inboxes.",
+    )
+    notify_timeout: int = setting(
+        10,
+        _notify_timeout,
+        "Seconds one delivery attempt (to a push service or webhook) may take (1 to 60).",
+    )
+    notify_attempts: int = setting(
+        3,
+        _notify_attempts,
+        "Attempts per notification (1 to 10) before it is dropped; a timeout, a refused "
+        "connection or an answer 5xx, 408 or 429 is tried again.",
+    )
+    notify_backoff: int = setting(
+        2,
+        _int_at_least(0),
+        "Seconds before the second attempt; each further one waits twice as long.",
+    )
+    notify_allow_local_targets: bool = setting(
+        False,
+        _bool,
+        "Allow webhooks and push endpoints on loopback, private, link-local and other "
+        "non-global addresses, and plain http:// URLs. Off, the sender connects only to "
+        "globally routable addresses over https://. For tests and closed networks.",
+    )
+    push_contact: str | None = setting(
+        None,
+        _push_contact,
+        "The VAPID `sub` claim push services may use to reach the operator: a mailto: "
+        "or https: URL.",
+        "`SECRETLINK_BASE_URL` when set, else none",
+    )
+    vapid_private_key: str | None = setting(
+        None,
+        _vapid_private_key,
+        "The instance's VAPID key for Web Push (the raw P-256 private key, base64url, as "
+        "`web-push generate-vapid-keys` prints it). Machines of one instance must share it.",
+        "generated once into `<data dir>/vapid_private_key` (mode 0600)",
+        secret=True,
     )
     pow_difficulty: int = setting(
         14,
@@ -348,9 +534,9 @@ class Settings:
     storage_budget_bytes: int = setting(
         1024 * 1024 * 1024,
         _int_at_least(0),
-        "Most envelope bytes the whole instance holds; beyond it every sender is refused "
-        "(507 `instance_full`). The database file is larger by about 200 bytes a message. "
-        "0: no cap.",
+        "Most envelope and attachment bytes the whole instance holds; beyond it every "
+        "sender is refused (507 `instance_full`), and so is an upload that would pass it. "
+        "The database file is larger by about 200 bytes a message. 0: no cap.",
         "`1073741824` (1 GiB)",
     )
     max_inboxes: int = setting(
@@ -363,6 +549,20 @@ class Settings:
     token_ttl: int = setting(600, _int_at_least(1), "Seconds an inbox access token stays valid.")
     challenge_ttl: int = setting(
         60, _int_at_least(1), "Seconds a proof-of-possession challenge stays valid (at most 60)."
+    )
+    key_backup_memory_kib: int = setting(
+        64 * 1024,
+        _backup_memory,
+        "Argon2id memory in KiB that new passphrase-protected key files get (the inbox "
+        "page's backups, `secretlink keygen --passphrase`, `secretlink key protect`): "
+        "from 19456 to 1048576. Files are read whatever their cost within those bounds. "
+        "Only tests lower it (to 19456); raising it slows every backup on slow devices.",
+        "`65536` (64 MiB)",
+    )
+    key_backup_passes: int = setting(
+        3,
+        _backup_passes,
+        "Argon2id passes that new passphrase-protected key files get (2 to 16).",
     )
     page_size: int = setting(50, _int_at_least(1), "Most messages in one page of the list.")
     log_level: str = setting("INFO", _log_level, "Log level: DEBUG, INFO, WARNING or ERROR.")
@@ -383,10 +583,21 @@ class Settings:
         return cls(**values).validated()
 
     def validated(self) -> "Settings":
+        if self.attachment_max_message_bytes < padme_length(self.attachment_max_file_bytes):
+            raise SettingsError(
+                "SECRETLINK_ATTACHMENT_MAX_MESSAGE_BYTES must be at least the stored size of "
+                f"the largest file ({padme_length(self.attachment_max_file_bytes)} bytes for "
+                "SECRETLINK_ATTACHMENT_MAX_FILE_BYTES)"
+            )
         if self.challenge_ttl > 60:
             raise SettingsError("SECRETLINK_CHALLENGE_TTL must be at most 60 seconds")
         if self.secret_key is not None and len(self.secret_key) < 32:
             raise SettingsError("SECRETLINK_SECRET_KEY must be at least 32 characters")
+        if self.onion_listen is not None and self.onion_url is None:
+            raise SettingsError(
+                "SECRETLINK_ONION_LISTEN needs SECRETLINK_ONION_URL (the onion name that "
+                "requests on it carry as Host)"
+            )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise SettingsError("SECRETLINK_TLS_CERT and SECRETLINK_TLS_KEY go together")
         for name, path in (("tls_cert", self.tls_cert), ("tls_key", self.tls_key)):
@@ -412,6 +623,13 @@ class Settings:
                 f"folder: {exc.strerror}"
             ) from None
         return replace(self, data_dir=data_dir, database_url=database_url, secret_key=secret_key)
+
+
+def padme_length(size: int) -> int:
+    """The blob length of a file of `size` bytes (crypto/SPEC.md 5.11)."""
+    from secretlink.crypto.attachments import padded_length
+
+    return padded_length(size)
 
 
 def env_name(name: str) -> str:

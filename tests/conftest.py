@@ -45,6 +45,13 @@ def pytest_configure(config) -> None:
     )
 
 
+@pytest.fixture(autouse=True)
+def private_state_home(tmp_path, monkeypatch) -> None:
+    """The CLI's per-device state (conversations) goes to the test's own folder, never
+    to the home folder of whoever runs the tests."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+
+
 # ---- databases: every test that uses `database_url` (and so `settings`, `app`,
 # `client`, `inbox`) runs once on SQLite and once on PostgreSQL ----
 
@@ -222,7 +229,7 @@ class QuietRequestHandler(WSGIRequestHandler):
 
 
 @contextmanager
-def serving_in_thread(data_dir: Path, origin: Callable[[str], str] = lambda url: url):
+def serving_in_thread(data_dir: Path, origin: Callable[[str], str] = lambda url: url, **overrides):
     """The real app on a real socket, served by Werkzeug's threaded server in a thread
     of the test process (it stops cleanly from another thread: `shutdown()`).
 
@@ -250,6 +257,10 @@ def serving_in_thread(data_dir: Path, origin: Callable[[str], str] = lambda url:
                 rate_limits_enabled=False,
                 pow_difficulty=8,
                 base_url=origin(url),
+                # Backups made in the pages get the smallest Argon2id cost readers accept.
+                key_backup_memory_kib=19456,
+                key_backup_passes=2,
+                **overrides,  # more settings a test needs
             )
         )
     )

@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 from conftest import bearer, challenge_and_proof, get_token, register
 
-from secretlink.app import MAX_REQUEST_BYTES
 from secretlink.crypto import b64decode, b64encode, generate_keypair, open_envelope, seal
 from secretlink.crypto.envelope import MAX_ENVELOPE, MAX_TEXT_BYTES
-from secretlink.storage import MessageRow
+from secretlink.store.storage import MessageRow
+from secretlink.web.app import MAX_REQUEST_BYTES
 
 LOW_ORDER_KEY = b64encode(bytes(32))
 TOP_BIT_KEY = b64encode(bytes(31) + b"\x80")

@@ -1,4 +1,4 @@
-"""secretlink.asgi on its own: the body deadline, the refusals, and the WSGI hand-over.
+"""secretlink.ops.asgi on its own: the body deadline, the refusals, and the WSGI hand-over.
 
 The real server's behaviour is tested in test_attack_slow_clients.py; these drive the
 ASGI layer with a scripted client, so each rule is pinned down without a network.
@@ -10,7 +10,7 @@ import json
 import pytest
 from flask import Flask, request
 
-from secretlink.asgi import BodyPolicy, wsgi_as_asgi
+from secretlink.ops.asgi import BodyPolicy, wsgi_as_asgi
 
 POLICY = BodyPolicy(max_bytes=100, min_rate=1000, grace_seconds=0.3)
 
@@ -130,3 +130,72 @@ def test_over_https_the_refusal_carries_hsts():
     https = scope({"content-length": "1000"}) | {"scheme": "https"}
     asyncio.run(app(https, receive, send))
     assert b"strict-transport-security" in dict(sent[0]["headers"])
+
+
+# ---- attachments: the one larger body, and answers streamed from files ----
+
+UPLOAD = "/api/v1/inboxes/" + "k" * 43 + "/uploads/" + "b" * 22
+
+
+def test_only_a_piece_of_an_upload_may_be_larger():
+    policy = BodyPolicy(max_bytes=100, min_rate=1000, grace_seconds=0.3, upload_max_bytes=1000)
+    piece = scope(method="PATCH") | {"path": UPLOAD}
+    assert policy.limit_for(piece) == 1000
+    # The same path with another method, and other paths, keep the small limit.
+    assert policy.limit_for(piece | {"method": "POST"}) == 100
+    assert policy.limit_for(piece | {"path": UPLOAD + "/x"}) == 100
+    assert policy.limit_for(scope(method="PATCH")) == 100
+    assert BodyPolicy(100, 1000, 0.3).limit_for(piece) == 100
+
+
+def serve_answer(body_of: int, threads: int = 1) -> tuple[list[dict], list[str]]:
+    """GET an answer of `body_of` bytes from a WSGI app whose body is an iterator of
+    64 KiB pieces (as a file response is); the messages sent, and what the app saw."""
+    seen: list[str] = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+
+        def pieces():
+            for offset in range(0, body_of, 65536):
+                seen.append(f"piece {offset}")
+                yield bytes(min(65536, body_of - offset))
+
+        class Body:
+            def __iter__(self):
+                return pieces()
+
+            def close(self):
+                seen.append("closed")
+
+        return Body()
+
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asgi = wsgi_as_asgi(app, threads=threads, policy=POLICY)
+    asyncio.run(asgi(scope(method="GET"), receive, send))
+    return sent, seen
+
+
+def test_a_short_answer_is_sent_whole():
+    sent, seen = serve_answer(100_000)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert len(sent[1]["body"]) == 100_000 and seen[-1] == "closed"
+
+
+def test_a_long_answer_is_streamed_in_pieces_and_closed():
+    size = 3 * 1024 * 1024 + 5
+    sent, seen = serve_answer(size)
+    bodies = [m for m in sent if m["type"] == "http.response.body"]
+    assert b"".join(m["body"] for m in bodies) == bytes(size)
+    # The first MiB and a little is handed over at once; the rest piece by piece, so
+    # no message holds more than that (memory does not grow with the file).
+    assert max(len(m["body"]) for m in bodies) <= 1024 * 1024 + 65536
+    assert len(bodies) > 30 and not bodies[-1].get("more_body")
+    assert seen[-1] == "closed"

@@ -85,7 +85,7 @@ def free_port(address: str) -> int:
 
 
 def serve_command(port: int, *args: str) -> list[str]:
-    return [sys.executable, "-m", "secretlink.cli", "serve", "--port", str(port), *args]
+    return [sys.executable, "-m", "secretlink.client.cli", "serve", "--port", str(port), *args]
 
 
 def server_env(tmp_path: Path, env: dict[str, str]) -> dict[str, str]:

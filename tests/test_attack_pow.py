@@ -21,10 +21,10 @@ import pytest
 import requests
 from test_serve import serving
 
-from secretlink.client import InboxClient
+from secretlink.client.http import InboxClient
 from secretlink.crypto import b64encode, generate_keypair, seal
 from secretlink.crypto.pow import meets, solve
-from secretlink.pow import INBOX_CALM, MAX_EXTRA_BITS
+from secretlink.web.pow import INBOX_CALM, MAX_EXTRA_BITS
 
 BASE_BITS = 6  # cheap to solve in the test; the mechanism is the same at 14
 FRESH_SECONDS = 8

@@ -28,10 +28,10 @@ import pytest
 import requests
 from test_serve import Served, serving
 
-from secretlink.client import Api, InboxClient, Link, send
+from secretlink.client.http import Api, InboxClient, Link, send
 from secretlink.crypto import b64encode, generate_keypair, seal
 from secretlink.crypto.pow import solve
-from secretlink.server import TLS_HANDSHAKE_SECONDS
+from secretlink.ops.server import TLS_HANDSHAKE_SECONDS
 
 WORKERS, THREADS = 2, 8
 STALLED = 256  # connections stalled in headers, and again in bodies
@@ -281,6 +281,52 @@ def test_a_slow_body_that_keeps_the_minimum_rate_is_taken(plain):
     with sock:
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 201 "), answer[:300]
+
+
+# ---- attachment uploads: the one route with larger bodies, under the same rate ----
+
+
+def upload_head(target: Target, length: int, method: str = "PATCH", path: str = "") -> bytes:
+    path = path or f"/api/v1/inboxes/{target.inbox.public_key_text}/uploads/{'A' * 22}"
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: {target.host}\r\n"
+        f"Content-Type: application/octet-stream\r\nUpload-Offset: 0\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+def test_a_stalled_upload_piece_is_answered_408_and_closed(plain):
+    stalled = Stalled()
+    try:
+        for _ in range(4):
+            sock = plain.connect()
+            sock.sendall(upload_head(plain, 1 << 20) + bytes(2000))
+            stalled.add(sock)
+        assert_service_answers(plain)
+        stalled.wait_until_closed(HEADER_TIMEOUT + 2000 / BODY_MIN_RATE + SLACK)
+    finally:
+        stalled.close()
+    assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in stalled.answers.values())
+
+
+def test_a_whole_mib_reaches_the_upload_route_only(plain):
+    piece = bytes(1 << 20)
+    with plain.connect() as sock:
+        sock.sendall(upload_head(plain, len(piece)) + piece)
+        answer = sock.recv(65536)
+    # Past the body limit: the app itself answers (the request carries no capability).
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:300]
+    assert b"capability_required" in answer
+    with plain.connect() as sock:
+        sock.sendall(upload_head(plain, (1 << 20) + 1))
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:300]
+    # Every other route keeps the small limit.
+    messages = f"/api/v1/inboxes/{plain.inbox.public_key_text}/messages"
+    with plain.connect() as sock:
+        sock.sendall(upload_head(plain, len(piece), "POST", messages))
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:300]
 
 
 # ---- malformed framing: 4xx (or 501), never 5xx, never a traceback ----

@@ -19,7 +19,7 @@ import pytest
 import requests
 from test_serve import port_of, serving
 
-from secretlink.client import InboxClient
+from secretlink.client.http import InboxClient
 from secretlink.crypto import b64encode, generate_keypair, seal
 from secretlink.crypto.pow import solve
 

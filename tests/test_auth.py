@@ -8,10 +8,10 @@ from conftest import bearer, get_token, register
 from itsdangerous import URLSafeTimedSerializer
 
 from secretlink import create_app
-from secretlink.auth import CHALLENGE_SALT
 from secretlink.crypto import b64decode, b64encode, generate_keypair, seal
 from secretlink.crypto.proof import prove
 from secretlink.settings import Settings
+from secretlink.web.auth import CHALLENGE_SALT
 
 
 def challenge_for(client, keypair) -> dict:
@@ -139,6 +139,10 @@ def protected_requests(keypair):
         ("delete", base, None),
         ("get", f"{base}/messages", None),
         ("delete", f"{base}/messages/some-id", None),
+        ("get", f"{base}/settings", None),
+        ("patch", f"{base}/settings", {"paused": True}),
+        ("delete", f"{base}/messages", None),
+        ("post", f"{base}/rotate", {"new_public_key": base[-43:], "new_token": "x"}),
     ]
 
 

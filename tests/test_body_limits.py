@@ -1,6 +1,6 @@
 """Request-body limits against a real `secretlink serve`, over raw sockets.
 
-The server's body layer (secretlink/asgi.py) counts a chunked body as it arrives and
+The server's body layer (secretlink/ops/asgi.py) counts a chunked body as it arrives and
 refuses it past the limit; a plain WSGI server would hand it to Werkzeug, whose stream
 stops at the limit *without raising* (the app checks for that too). These tests check
 that such a body is refused with 413, not cut and stored, that one at the limit is
@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 import pytest
 from test_serve import serving
 
-from secretlink.app import MAX_REQUEST_BYTES
-from secretlink.client import InboxClient
+from secretlink.client.http import InboxClient
 from secretlink.crypto import b64encode, generate_keypair, seal
+from secretlink.web.app import MAX_REQUEST_BYTES
 
 TIMEOUT = 15
 

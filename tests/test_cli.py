@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import serving_in_thread
 
-from secretlink.cli import main
+from secretlink.client.cli import main
 from secretlink.crypto import generate_keypair
 from secretlink.crypto.envelope import MAX_TEXT_BYTES
 from secretlink.crypto.keyfile import load_key_file
@@ -246,7 +246,7 @@ def test_not_a_secretlink_server(key_file, tmp_path):
 
 def test_installed_command_fails_without_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "secretlink.cli", "send", "http://127.0.0.1:9/to/x", "hi"],
+        [sys.executable, "-m", "secretlink.client.cli", "send", "http://127.0.0.1:9/to/x", "hi"],
         capture_output=True,
         text=True,
         check=False,
@@ -258,7 +258,7 @@ def test_installed_command_fails_without_traceback(tmp_path):
 
 def test_a_link_with_another_key_from_the_server_is_refused(live_server, key_file, monkeypatch):
     """A server that answers registration with a link to a key of its own is caught."""
-    from secretlink.client import Api
+    from secretlink.client.http import Api
 
     real_call = Api.call
     swapped = f"{live_server.url}/to/{generate_keypair().public_key_text}"
@@ -431,7 +431,7 @@ def test_blank_means_what_the_sender_page_s_trim_removes(link, live_server, key_
 
 
 def test_a_full_inbox_is_reported_to_sender_and_owner(link, live_server, key_file, monkeypatch):
-    from secretlink.quotas import Quotas
+    from secretlink.store.quotas import Quotas
 
     storage = live_server.app.extensions["secretlink.storage"]
     monkeypatch.setattr(storage._gate, "quotas", Quotas(inbox_messages=1))

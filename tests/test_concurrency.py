@@ -15,7 +15,7 @@ import requests
 from conftest import fresh_postgres_schema
 from test_serve import serving
 
-from secretlink.client import InboxClient
+from secretlink.client.http import InboxClient
 from secretlink.crypto import b64decode, b64encode, generate_keypair, open_envelope, seal
 from secretlink.settings import Settings
 

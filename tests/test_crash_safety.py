@@ -24,7 +24,7 @@ from pathlib import Path
 import requests
 from test_serve import serving, wait_for_workers
 
-from secretlink.client import InboxClient
+from secretlink.client.http import InboxClient
 from secretlink.crypto import b64decode, b64encode, generate_keypair, open_envelope, seal
 
 SENDERS = 16

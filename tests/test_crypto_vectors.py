@@ -84,6 +84,13 @@ def test_key_file_vectors(case, as_bytes):
         key_file = load_key_file(content)
         assert key_file.keypair.public_key_text == case["public_key"]
         assert key_file.server == case["server"]
+        conversation = key_file.conversation
+        expected = case.get("conversation")
+        if expected is None:
+            assert conversation is None
+        else:
+            assert b64encode(conversation.inbox_key) == expected["with"]
+            assert b64encode(conversation.conversation_id) == expected["id"]
     else:
         with expect_error(case):
             load_key_file(content)
@@ -168,7 +175,7 @@ def test_every_vector_file_case_has_a_description_and_expectation():
 @pytest.mark.parametrize("case", cases("link.json"), ids=ids("link.json"))
 def test_link_vectors(case):
     """The CLI's sender side (`secretlink send LINK`) reads links as section 4.4 says."""
-    from secretlink.client import ClientError, parse_link
+    from secretlink.client.http import ClientError, parse_link
 
     if case["expect"] == "ok":
         link = parse_link(case["link"])

@@ -42,8 +42,9 @@ class Assets(HTMLParser):
             self.urls.append(attributes["src"])
         if tag == "link" and attributes.get("rel") in ("stylesheet", "icon"):
             self.urls.append(attributes["href"])
-        if attributes.get("data-pow-worker"):
-            self.urls.append(attributes["data-pow-worker"])
+        for worker in ("data-pow-worker", "data-service-worker", "data-backup-worker"):
+            if attributes.get(worker):
+                self.urls.append(attributes[worker])
 
 
 def check_page_and_assets(page_url: str) -> set[str]:
@@ -103,9 +104,10 @@ def test_zipapp_serves_and_round_trips(pyz, tmp_path):
         assert [m["text"] for m in messages] == ["from the zipapp"]
         # The web assets travel in the zipapp too: every page and what it loads.
         loaded = set()
-        for page in (url + "/", url + "/inbox", link):
+        for page in (url + "/", url + "/inbox", url + "/reply", link):
             loaded |= check_page_and_assets(page)
         assert any("pow-worker" in asset for asset in loaded)
+        assert "/notify-sw.js" in loaded
     finally:
         assert stop(server) == 0, log_path.read_text()
     # Data lives beside the user, never in the zipapp's extraction cache.

@@ -109,13 +109,16 @@ def install_into_venv(target: str, wheelhouse: Path, tmp_path: Path) -> Installe
     pip = [sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install"]
     run([*pip, "--quiet", "--no-index", "--find-links", wheelhouse, target], env, tmp_path)
     python = venv / "bin" / "python"
-    where = run([python, "-c", "import secretlink.assets as a; print(a.WEBUI)"], env, tmp_path)
+    where = run([python, "-c", "import secretlink.web.assets as a; print(a.WEBUI)"], env, tmp_path)
     webui = Path(where.strip())
     assert webui.is_relative_to(venv), f"secretlink imported from {webui}, not the new venv"
     assert sorted(p.name for p in (webui / "static" / "build").glob("*.js")) == [
+        "backup-worker.js",
         "home.js",
         "inbox.js",
+        "notify-sw.js",
         "pow-worker.js",
+        "reply.js",
         "send.js",
     ]
     # The documented entry points.
@@ -207,9 +210,9 @@ def test_installed_server_runs_the_browser_flow(installed, browser, page_errors,
 
 
 def test_printed_hashes_are_the_shipped_scripts():
-    """`python -m secretlink.assets` (README: reproducing the page scripts) prints each
+    """`python -m secretlink.web.assets` (README: reproducing the page scripts) prints each
     shipped script's SHA-256 and SRI hash, as `node webui/build.mjs --check` does."""
-    printed = run([sys.executable, "-m", "secretlink.assets"], dict(os.environ), ROOT)
+    printed = run([sys.executable, "-m", "secretlink.web.assets"], dict(os.environ), ROOT)
     expected = []
     for path in sorted((ROOT / "webui" / "static" / "build").glob("*.js")):
         data = path.read_bytes()
@@ -217,5 +220,5 @@ def test_printed_hashes_are_the_shipped_scripts():
         expected.append(
             f"sha256:{hashlib.sha256(data).hexdigest()}  sha384-{sri}  build/{path.name}"
         )
-    assert len(expected) == 4
+    assert len(expected) == 7  # home, inbox, send, pow-worker, notify-sw, reply, backup-worker
     assert printed.splitlines() == expected

@@ -7,10 +7,11 @@ from types import SimpleNamespace
 import pytest
 from conftest import TEST_ORIGIN
 
-from secretlink import api, create_app, limits
+from secretlink import create_app
 from secretlink.crypto import b64encode, generate_keypair, seal
-from secretlink.limits import ROTATE_SECONDS, RULES, RotatingKey, client_key, network_of
 from secretlink.settings import Settings
+from secretlink.web import api, limits
+from secretlink.web.limits import ROTATE_SECONDS, RULES, RotatingKey, client_key, network_of
 
 
 def make_app(tmp_path, **limits):
@@ -92,7 +93,8 @@ def test_limits_can_be_switched_off(tmp_path):
 
 
 def original_view(endpoint: str):
-    return getattr(api, endpoint.split(".", 1)[1])
+    blueprint, view = endpoint.split(".", 1)
+    return getattr(getattr(api, blueprint), view)
 
 
 def test_switched_off_limits_leave_the_views_unwrapped(tmp_path):
@@ -131,7 +133,7 @@ def test_network_of(address, network):
 def test_limiter_keys_do_not_contain_addresses(tmp_path):
     app = make_app(tmp_path)
     with app.test_request_context(environ_base={"REMOTE_ADDR": "203.0.113.77"}):
-        from secretlink.limits import client_key
+        from secretlink.web.limits import client_key
 
         key = client_key()
     assert "203.0.113.77" not in key and "203" not in key.split(":")[1][:3] + "x"
@@ -146,7 +148,7 @@ def test_rotating_key_is_stable_within_a_period_and_random_across_instances():
 
 @pytest.fixture
 def clock(monkeypatch):
-    """The time secretlink.limits sees (only it: the limiter's counters keep real time),
+    """The time secretlink.web.limits sees (only it: the limiter's counters keep real time),
     set to the first second of a period."""
     fake = SimpleNamespace(now=float(480_000 * ROTATE_SECONDS))
     monkeypatch.setattr(limits, "time", SimpleNamespace(time=lambda: fake.now))
@@ -265,7 +267,7 @@ def test_a_refusal_by_the_inbox_budget_leaves_the_puzzle_unspent(tmp_path):
     from sqlalchemy import func, select
 
     from secretlink.crypto.pow import solve
-    from secretlink.storage import UsedNonceRow
+    from secretlink.store.storage import UsedNonceRow
 
     settings = Settings(
         data_dir=tmp_path / "data",

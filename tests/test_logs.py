@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from secretlink.logs import RedactAddresses, quiet_limiter_log, redact
+from secretlink.ops.logs import RedactAddresses, quiet_limiter_log, redact
 
 
 @pytest.mark.parametrize(

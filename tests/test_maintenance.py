@@ -12,14 +12,15 @@ from alembic import command as alembic_command
 from click.testing import CliRunner
 from sqlalchemy import update
 
-from secretlink import create_app, migrate
-from secretlink.cli import main
+from secretlink import create_app
+from secretlink.client.cli import main
 from secretlink.crypto import b64encode, generate_keypair, seal
-from secretlink.database import make_engine
-from secretlink.migrate import current_revision, head_revision
-from secretlink.retention import purge
 from secretlink.settings import Settings
-from secretlink.storage import MessageRow, Storage, utcnow
+from secretlink.store import migrate
+from secretlink.store.database import make_engine
+from secretlink.store.migrate import current_revision, head_revision
+from secretlink.store.retention import purge
+from secretlink.store.storage import MessageRow, Storage, utcnow
 
 # Nothing listens on port 1; the password must never appear in a message.
 UNREACHABLE_POSTGRES = "postgresql+psycopg://nobody:sekrit-pw@127.0.0.1:1/none"
@@ -40,7 +41,7 @@ def serve_once(tmp_path, *args: str, env: dict | None = None) -> subprocess.Comp
 
     port = str(free_port())
     return subprocess.run(
-        [sys.executable, "-m", "secretlink.cli", "serve", "--port", port, *args],
+        [sys.executable, "-m", "secretlink.client.cli", "serve", "--port", port, *args],
         env={**os.environ, "SECRETLINK_DATA_DIR": str(tmp_path / "data"), **(env or {})},
         capture_output=True,
         text=True,
@@ -272,7 +273,7 @@ def test_database_trouble_is_one_line(tmp_path, monkeypatch, command_line, datab
 
 
 def pem_pair(tmp_path):
-    from secretlink.tls import self_signed
+    from secretlink.ops.tls import self_signed
 
     (tmp_path / "pair").mkdir(exist_ok=True)
     return self_signed(tmp_path / "pair", ("localhost",))
@@ -311,7 +312,7 @@ def test_serve_remakes_a_damaged_self_signed_certificate(tmp_path):
     """--self-signed reuses its pair; a damaged one is made anew, not a traceback.
 
     Stopped right after by a database that is behind, before the server starts."""
-    from secretlink.tls import self_signed
+    from secretlink.ops.tls import self_signed
 
     (tmp_path / "data").mkdir()
     cert, key = self_signed(tmp_path / "data", ("localhost", "127.0.0.1"))
@@ -323,6 +324,6 @@ def test_serve_remakes_a_damaged_self_signed_certificate(tmp_path):
         env={"SECRETLINK_DATABASE_URL": url, "SECRETLINK_AUTO_UPGRADE": "false"},
     )
     assert_one_line_failure(result.returncode, result.stderr, "secretlink db upgrade")
-    from secretlink.tls import check_pair
+    from secretlink.ops.tls import check_pair
 
     check_pair(cert, key)

@@ -16,6 +16,7 @@ Three layers:
 import copy
 import io
 import json
+import os
 import re
 import tempfile
 import time
@@ -32,13 +33,13 @@ from flask import Flask
 from schemathesis import checks as core_checks
 from schemathesis.specs.openapi import checks as openapi_checks
 
-import secretlink.health
+import secretlink.web.health
 from secretlink import create_app
-from secretlink.app import MAX_REQUEST_BYTES
 from secretlink.crypto import KeyPair, b64decode, b64encode, generate_keypair, seal
 from secretlink.crypto.pow import meets, solve
 from secretlink.crypto.proof import prove
 from secretlink.settings import Settings
+from secretlink.web.app import MAX_REQUEST_BYTES
 
 OPENAPI_FILE = ROOT / "secretlink" / "openapi.json"
 DOCUMENT = json.loads(OPENAPI_FILE.read_text(encoding="utf-8"))
@@ -80,10 +81,11 @@ def documented_codes(response: dict) -> list[str | None]:
     schema = media["schema"]
     # An error with a member of its own (pow_stale's fresh puzzle) is one of two shapes.
     alternatives = schema.get("oneOf", [schema])
+    # Errors with a member of their own (PowStale, OffsetMismatch) name their one code.
     codes = [
         resolve(part)["properties"]["code"]["const"]
         for part in alternatives
-        if part.get("$ref") == "#/components/schemas/PowStale"
+        if "$ref" in part and "const" in resolve(part)["properties"].get("code", {})
     ]
     for part in alternatives:
         pieces = part.get("allOf", [])
@@ -484,16 +486,119 @@ def failing_health_check(w: World):
     def explode():
         raise RuntimeError("simulated failure")
 
-    w.monkeypatch.setattr(secretlink.health, "database_ok", explode)
+    w.monkeypatch.setattr(secretlink.web.health, "database_ok", explode)
     return w.send("GET", "/healthz")
 
 
 def unreachable_database(w: World):
-    w.monkeypatch.setattr(secretlink.health, "database_ok", lambda: False)
+    w.monkeypatch.setattr(secretlink.web.health, "database_ok", lambda: False)
     return w.send("GET", "/healthz")
 
 
 P = Probe
+
+
+NOTIFY = "/notifications"
+NOTIFY_OFF = {"notifications_enabled": False}
+HOOK = {"webhook": "https://ntfy.example/topic"}
+P256DH = b64encode(bytes([4]) + bytes(64))  # 65 bytes, but not a point on P-256
+
+
+def notify_unknown_inbox(method: str, **kwargs) -> Callable[[World], object]:
+    """A valid token for a key without an inbox on the server."""
+
+    def send(w: World):
+        keypair = generate_keypair()
+        token = get_token(w.client, keypair)
+        return w.inbox(method, NOTIFY, token, key=keypair.public_key_text, **kwargs)
+
+    return send
+
+
+def notification_probes() -> list["Probe"]:
+    probes = []
+    for op, method, ok, body in (
+        ("show_notifications", "GET", 200, {}),
+        ("save_notifications", "PUT", 200, {"json": HOOK}),
+        ("delete_notifications", "DELETE", 204, {}),
+    ):
+        limit = OWNER_READ_LIMIT if method == "GET" else OWNER_WRITE_LIMIT
+        probes += [
+            Probe(op, ok, None, lambda w, m=method, b=body: w.inbox(m, NOTIFY, w.token, **b)),
+            Probe(
+                op,
+                400,
+                "bad_public_key",
+                lambda w, m=method, b=body: w.inbox(m, NOTIFY, w.token, key=BAD_KEY, **b),
+            ),
+            Probe(op, 401, "token_required", lambda w, m=method, b=body: w.inbox(m, NOTIFY, **b)),
+            Probe(
+                op, 401, "bad_token", lambda w, m=method, b=body: w.inbox(m, NOTIFY, "forged", **b)
+            ),
+            Probe(
+                op,
+                401,
+                "token_expired",
+                lambda w, m=method, b=body: w.inbox(m, NOTIFY, w.expired_token(), **b),
+            ),
+            Probe(
+                op,
+                403,
+                "wrong_inbox",
+                lambda w, m=method, b=body: w.inbox(m, NOTIFY, w.other_token(), **b),
+            ),
+            Probe(op, 404, "unknown_inbox", notify_unknown_inbox(method, **body)),
+            Probe(
+                op,
+                404,
+                "notifications_off",
+                lambda w, m=method, b=body: w.inbox(m, NOTIFY, w.token, **b),
+                NOTIFY_OFF,
+            ),
+            Probe(
+                op,
+                429,
+                "rate_limited",
+                twice(lambda w, m=method, b=body: w.inbox(m, NOTIFY, w.token, **b)),
+                limit,
+            ),
+        ]
+    push = {"endpoint": "https://push.example/1", "keys": {"p256dh": P256DH, "auth": "A" * 22}}
+    for code, json_body in (
+        ("bad_json", ["webhook"]),
+        ("bad_field", {"webhook": 5}),
+        ("bad_text", {**HOOK, "text": " "}),
+        ("text_too_long", {**HOOK, "text": "x" * 101}),
+        ("bad_delay", {**HOOK, "max_delay_minutes": 61}),
+        ("bad_url", {"webhook": "https://10.0.0.1/hook"}),
+        ("bad_key", {"push": push}),
+        ("no_target", {"text": "Hello"}),
+    ):
+        probes.append(
+            Probe(
+                "save_notifications",
+                400,
+                code,
+                lambda w, b=json_body: w.inbox("PUT", NOTIFY, w.token, json=b),
+            )
+        )
+    probes += [
+        Probe(
+            "save_notifications",
+            413,
+            "too_large",
+            lambda w: w.inbox("PUT", NOTIFY, w.token, **TOO_BIG),
+        ),
+        Probe(
+            "save_notifications",
+            415,
+            "unsupported_media_type",
+            lambda w: w.inbox("PUT", NOTIFY, w.token, **NOT_JSON),
+        ),
+    ]
+    return probes
+
+
 PROBES = [
     # POST /auth/challenge
     P(
@@ -828,6 +933,8 @@ PROBES = [
         "unknown_message",
         lambda w: w.inbox("DELETE", "/messages/x", w.token),
     ),
+    # /inboxes/{public_key}/notifications
+    *notification_probes(),
     # the document itself, and the health check
     P("openapi_document", 200, None, lambda w: w.send("GET", "/api/v1/openapi.json")),
     P("healthz", 200, None, lambda w: w.send("GET", "/healthz")),
@@ -835,7 +942,664 @@ PROBES = [
     P("healthz", 500, None, failing_health_check),
 ]
 
-# One handler (secretlink/errors.py) answers every server failure; one probe shows its shape.
+
+# ---- inbox settings (secretlink/web/api/settings.py) ----
+
+
+def settings_store(w: World):
+    from secretlink.store.inbox_settings import InboxSettingsStore
+
+    return InboxSettingsStore(w.app.extensions["secretlink.storage"].engine)
+
+
+def pause(w: World) -> None:
+    assert w.inbox("PATCH", "/settings", w.token, json={"paused": True}).status_code == 200
+
+
+def new_inbox(w: World) -> tuple[str, str]:
+    """Another registered inbox of the same owner: (key, token)."""
+    keypair = generate_keypair()
+    return keypair.public_key_text, register(w.client, keypair)
+
+
+def rotate_to(w: World, key: str, token: str, old_token: str | None = None, old_key=None):
+    body = {"new_public_key": key, "new_token": token}
+    return w.inbox("POST", "/rotate", old_token or w.token, key=old_key, json=body)
+
+
+def move(w: World) -> None:
+    assert rotate_to(w, *new_inbox(w)).status_code == 200
+
+
+def disable(w: World) -> None:
+    assert settings_store(w).disable(w.key, "a test")
+
+
+def closed(before: Callable[[World], None], request: Callable[[World], object]):
+    def send(w: World):
+        before(w)
+        return request(w)
+
+    return send
+
+
+def unregistered(w: World) -> tuple[str, str]:
+    """A key with a valid token and no inbox."""
+    keypair = generate_keypair()
+    return keypair.public_key_text, get_token(w.client, keypair)
+
+
+def settings_of_unknown_inbox(w: World, method: str, suffix: str, **kwargs):
+    key, token = unregistered(w)
+    return w.inbox(method, suffix, token, key=key, **kwargs)
+
+
+def over_the_hourly_cap(w: World):
+    w.inbox("PATCH", "/settings", w.token, json={"hourly_cap": 1})
+    w.post_message()
+    return w.post_message()
+
+
+def rotate_expired_new_token(w: World):
+    key, token = new_inbox(w)
+    w.later(w.app.config["SECRETLINK"].token_ttl + 5)
+    return rotate_to(w, key, token, old_token=get_token(w.client, w.keypair))
+
+
+def rotate_unknown_old(w: World):
+    key, token = unregistered(w)
+    return rotate_to(w, *new_inbox(w), old_token=token, old_key=key)
+
+
+def rotate_to_a_moved_inbox(w: World):
+    key, token = new_inbox(w)
+    third = new_inbox(w)
+    assert rotate_to(w, *third, old_token=token, old_key=key).status_code == 200
+    return rotate_to(w, key, token)
+
+
+def rotate_elsewhere(w: World):
+    move(w)
+    return rotate_to(w, *new_inbox(w))
+
+
+SETTINGS = "/settings"
+RETENTION_30 = {"retention_days": 30}
+SETTINGS_PROBES = [
+    # the sender's side
+    P("create_puzzle", 403, "inbox_paused", closed(pause, lambda w: w.inbox("POST", "/puzzle"))),
+    P("create_puzzle", 403, "inbox_moved", closed(move, lambda w: w.inbox("POST", "/puzzle"))),
+    P(
+        "create_puzzle",
+        403,
+        "inbox_disabled",
+        closed(disable, lambda w: w.inbox("POST", "/puzzle")),
+    ),
+    P("post_message", 403, "inbox_paused", closed(pause, lambda w: w.post_message())),
+    P("post_message", 403, "inbox_moved", closed(move, lambda w: w.post_message())),
+    P("post_message", 403, "inbox_disabled", closed(disable, lambda w: w.post_message())),
+    P("post_message", 429, "hourly_cap_reached", over_the_hourly_cap),
+    # GET /inboxes/{public_key}/settings
+    P("show_settings", 200, None, lambda w: w.inbox("GET", SETTINGS, w.token)),
+    P(
+        "show_settings",
+        400,
+        "bad_public_key",
+        lambda w: w.inbox("GET", SETTINGS, w.token, key=BAD_KEY),
+    ),
+    P("show_settings", 401, "token_required", lambda w: w.inbox("GET", SETTINGS)),
+    P("show_settings", 401, "bad_token", lambda w: w.inbox("GET", SETTINGS, "forged")),
+    P("show_settings", 401, "token_expired", lambda w: w.inbox("GET", SETTINGS, w.expired_token())),
+    P("show_settings", 403, "wrong_inbox", lambda w: w.inbox("GET", SETTINGS, w.other_token())),
+    P(
+        "show_settings",
+        404,
+        "unknown_inbox",
+        lambda w: settings_of_unknown_inbox(w, "GET", SETTINGS),
+    ),
+    P(
+        "show_settings",
+        429,
+        "rate_limited",
+        twice(lambda w: w.inbox("GET", SETTINGS, w.token)),
+        OWNER_READ_LIMIT,
+    ),
+    # PATCH /inboxes/{public_key}/settings
+    P(
+        "change_settings",
+        200,
+        None,
+        lambda w: w.inbox("PATCH", SETTINGS, w.token, json=RETENTION_30),
+    ),
+    P(
+        "change_settings",
+        400,
+        "bad_public_key",
+        lambda w: w.inbox("PATCH", SETTINGS, w.token, key=BAD_KEY, json={}),
+    ),
+    P(
+        "change_settings",
+        400,
+        "bad_json",
+        lambda w: w.inbox("PATCH", SETTINGS, w.token, data="{", content_type="application/json"),
+    ),
+    P(
+        "change_settings",
+        400,
+        "bad_setting",
+        lambda w: w.inbox("PATCH", SETTINGS, w.token, json={"hourly_cap": 0}),
+    ),
+    P(
+        "change_settings",
+        400,
+        "unknown_setting",
+        lambda w: w.inbox("PATCH", SETTINGS, w.token, json={"colour": 1}),
+    ),
+    P(
+        "change_settings",
+        400,
+        "read_only_setting",
+        lambda w: w.inbox("PATCH", SETTINGS, w.token, json={"disabled": False}),
+    ),
+    P(
+        "change_settings",
+        400,
+        "retention_too_long",
+        lambda w: w.inbox("PATCH", SETTINGS, w.token, json={"retention_days": 90}),
+        {"retention_days": 30},
+    ),
+    P("change_settings", 401, "token_required", lambda w: w.inbox("PATCH", SETTINGS, json={})),
+    P("change_settings", 401, "bad_token", lambda w: w.inbox("PATCH", SETTINGS, "forged", json={})),
+    P(
+        "change_settings",
+        401,
+        "token_expired",
+        lambda w: w.inbox("PATCH", SETTINGS, w.expired_token(), json={}),
+    ),
+    P(
+        "change_settings",
+        403,
+        "wrong_inbox",
+        lambda w: w.inbox("PATCH", SETTINGS, w.other_token(), json={}),
+    ),
+    P(
+        "change_settings",
+        404,
+        "unknown_inbox",
+        lambda w: settings_of_unknown_inbox(w, "PATCH", SETTINGS, json={}),
+    ),
+    P(
+        "change_settings",
+        413,
+        "too_large",
+        lambda w: w.inbox("PATCH", SETTINGS, w.token, **TOO_BIG),
+    ),
+    P(
+        "change_settings",
+        415,
+        "unsupported_media_type",
+        lambda w: w.inbox("PATCH", SETTINGS, w.token, **NOT_JSON),
+    ),
+    P(
+        "change_settings",
+        429,
+        "rate_limited",
+        lambda w: w.inbox("PATCH", SETTINGS, w.token, json={}),
+        OWNER_WRITE_LIMIT,
+    ),
+    # DELETE /inboxes/{public_key}/messages
+    P(
+        "delete_all_messages",
+        200,
+        None,
+        closed(lambda w: w.message_id(), lambda w: w.inbox("DELETE", "/messages", w.token)),
+    ),
+    P(
+        "delete_all_messages",
+        400,
+        "bad_public_key",
+        lambda w: w.inbox("DELETE", "/messages", w.token, key=BAD_KEY),
+    ),
+    P("delete_all_messages", 401, "token_required", lambda w: w.inbox("DELETE", "/messages")),
+    P("delete_all_messages", 401, "bad_token", lambda w: w.inbox("DELETE", "/messages", "forged")),
+    P(
+        "delete_all_messages",
+        401,
+        "token_expired",
+        lambda w: w.inbox("DELETE", "/messages", w.expired_token()),
+    ),
+    P(
+        "delete_all_messages",
+        403,
+        "wrong_inbox",
+        lambda w: w.inbox("DELETE", "/messages", w.other_token()),
+    ),
+    P(
+        "delete_all_messages",
+        404,
+        "unknown_inbox",
+        lambda w: settings_of_unknown_inbox(w, "DELETE", "/messages"),
+    ),
+    P(
+        "delete_all_messages",
+        429,
+        "rate_limited",
+        lambda w: w.inbox("DELETE", "/messages", w.token),
+        OWNER_WRITE_LIMIT,
+    ),
+    # POST /inboxes/{public_key}/rotate
+    P("rotate", 200, None, lambda w: rotate_to(w, *new_inbox(w))),
+    P("rotate", 400, "bad_public_key", lambda w: rotate_to(w, BAD_KEY, "x")),
+    P(
+        "rotate",
+        400,
+        "bad_json",
+        lambda w: w.inbox("POST", "/rotate", w.token, data="[]", content_type="application/json"),
+    ),
+    P("rotate", 400, "bad_field", lambda w: w.inbox("POST", "/rotate", w.token, json={})),
+    P(
+        "rotate",
+        400,
+        "unknown_field",
+        lambda w: w.inbox("POST", "/rotate", w.token, json={"new_key": w.key}),
+    ),
+    P("rotate", 400, "same_key", lambda w: rotate_to(w, w.key, w.token)),
+    P("rotate", 401, "token_required", lambda w: w.inbox("POST", "/rotate", json={})),
+    P("rotate", 401, "bad_token", lambda w: w.inbox("POST", "/rotate", "forged", json={})),
+    P("rotate", 401, "token_expired", lambda w: w.inbox("POST", "/rotate", w.expired_token())),
+    P("rotate", 401, "new_token_required", lambda w: rotate_to(w, new_inbox(w)[0], " ")),
+    P("rotate", 401, "new_bad_token", lambda w: rotate_to(w, new_inbox(w)[0], "forged")),
+    P("rotate", 401, "new_token_expired", rotate_expired_new_token),
+    P("rotate", 403, "wrong_inbox", lambda w: w.inbox("POST", "/rotate", w.other_token())),
+    P("rotate", 403, "new_wrong_inbox", lambda w: rotate_to(w, new_inbox(w)[0], w.token)),
+    P("rotate", 403, "inbox_disabled", closed(disable, lambda w: rotate_to(w, *new_inbox(w)))),
+    P("rotate", 404, "unknown_inbox", rotate_unknown_old),
+    P("rotate", 404, "unknown_new_inbox", lambda w: rotate_to(w, *unregistered(w))),
+    P("rotate", 409, "already_moved", rotate_elsewhere),
+    P("rotate", 409, "new_inbox_not_open", rotate_to_a_moved_inbox),
+    P("rotate", 413, "too_large", lambda w: w.inbox("POST", "/rotate", w.token, **TOO_BIG)),
+    P(
+        "rotate",
+        415,
+        "unsupported_media_type",
+        lambda w: w.inbox("POST", "/rotate", w.token, **NOT_JSON),
+    ),
+    P("rotate", 429, "rate_limited", lambda w: rotate_to(w, w.key, "x"), OWNER_WRITE_LIMIT),
+    # DELETE /inboxes/{public_key} of a disabled inbox (its owner cannot lift it so)
+    P(
+        "delete_inbox",
+        403,
+        "inbox_disabled",
+        closed(disable, lambda w: w.inbox("DELETE", token=w.token)),
+    ),
+]
+PROBES += SETTINGS_PROBES
+
+
+# ---- attachments (docs/API.md 4.11) ----
+
+UPLOADS = "/uploads"
+BLOB_LENGTH = 3072  # the blob of a 3000-byte file
+SMALL_FILES = {"attachment_max_file_bytes": 4000, "attachment_max_message_bytes": 8192}
+BIG_BLOB = 8192  # longer than the blob of a 4000-byte file (4096)
+
+
+def accepting(w: World) -> None:
+    on = {"accepts_attachments": True}
+    assert w.inbox("PATCH", "/settings", w.token, json=on).status_code == 200
+
+
+def upload_puzzle(w: World, length: int = BLOB_LENGTH) -> dict:
+    response = w.inbox("POST", f"{UPLOADS}/puzzle", json={"length": length})
+    assert response.status_code == 200, response.get_json()
+    puzzle = response.get_json()
+    return {"puzzle": puzzle["puzzle"], "solution": solve(puzzle["puzzle"], puzzle["difficulty"])}
+
+
+def start_upload(w: World, blob_id: str | None = None, length: int = BLOB_LENGTH, **fields):
+    body = {"blob_id": blob_id or b64encode(os.urandom(16)), "length": length, **fields}
+    return w.inbox("POST", UPLOADS, json=body)
+
+
+def started(w: World, length: int = BLOB_LENGTH) -> tuple[str, str]:
+    """An accepting inbox and an upload started on it: (blob id, capability)."""
+    accepting(w)
+    response = start_upload(w, length=length)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["blob_id"], response.get_json()["upload"]
+
+
+def append(w: World, blob_id: str, capability: str | None, offset="0", data=b"x", **kw):
+    headers = {"Upload-Offset": offset, **kw.pop("headers", {})}
+    kw.setdefault("content_type", "application/octet-stream")
+    return w.inbox("PATCH", f"{UPLOADS}/{blob_id}", capability, data=data, headers=headers, **kw)
+
+
+def upload_state(w: World, blob_id: str, capability: str | None):
+    return w.inbox("GET", f"{UPLOADS}/{blob_id}", capability)
+
+
+def complete_upload(w: World, length: int = BLOB_LENGTH) -> str:
+    blob_id, capability = started(w, length)
+    assert append(w, blob_id, capability, data=bytes(length)).status_code == 200
+    return blob_id
+
+
+def sent_blob(w: World) -> str:
+    """A blob sent with a message: downloadable by the owner."""
+    blob_id = complete_upload(w)
+    assert w.post_message(attachments=[blob_id]).status_code == 201
+    return blob_id
+
+
+def blob(w: World, blob_id: str, token, **kw):
+    return w.inbox("GET", f"/blobs/{blob_id}", token, **kw)
+
+
+def upload_with_puzzle(fields: Callable[[World], dict]) -> Callable[[World], object]:
+    def send(w: World):
+        accepting(w)
+        return start_upload(w, **fields(w))
+
+    return send
+
+
+def wrong_upload_solution(w: World) -> dict:
+    response = w.inbox("POST", f"{UPLOADS}/puzzle", json={"length": BLOB_LENGTH}).get_json()
+    counter = next(
+        c for c in range(1000) if not meets(response["puzzle"], c, response["difficulty"])
+    )
+    return {"puzzle": response["puzzle"], "solution": counter}
+
+
+def expired_upload_puzzle(w: World) -> dict:
+    fields = upload_puzzle(w)
+    w.later(601)
+    return fields
+
+
+def upload_puzzle_twice(w: World):
+    accepting(w)
+    fields = upload_puzzle(w)
+    start_upload(w, **fields)
+    return start_upload(w, **fields)
+
+
+def stale_upload_puzzle(w: World):
+    accepting(w)
+    ask = lambda: w.inbox("POST", f"{UPLOADS}/puzzle", json={"length": BLOB_LENGTH}).get_json()  # noqa: E731
+    return start_upload(w, **stale_puzzles(w, ask)[0])
+
+
+def blob_id_twice(w: World):
+    blob_id, _ = started(w)
+    return start_upload(w, blob_id)
+
+
+def over_the_attachment_quota(w: World):
+    accepting(w)
+    return start_upload(w, length=BIG_BLOB)
+
+
+def expired_capability(w: World, request: Callable[[World, str, str], object]):
+    blob_id, capability = started(w)
+    w.later(w.app.config["SECRETLINK"].attachment_upload_ttl + 5)
+    return request(w, blob_id, capability)
+
+
+def abandoned_upload(w: World, request: Callable[[World, str, str], object]):
+    blob_id, capability = started(w)
+    storage = w.app.extensions["secretlink.storage"]
+    with storage.engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM blobs")
+    return request(w, blob_id, capability)
+
+
+def another_upload_s_capability(w: World, request: Callable[[World, str, str], object]):
+    blob_id, _ = started(w)
+    _, other = started(w)
+    return request(w, blob_id, other)
+
+
+def capability_probes(operation: str, request: Callable[[World, str, str], object]) -> list:
+    return [
+        Probe(operation, 401, "capability_required", lambda w: request(w, started(w)[0], None)),
+        Probe(operation, 401, "bad_capability", lambda w: request(w, started(w)[0], "forged")),
+        Probe(operation, 401, "upload_expired", lambda w: expired_capability(w, request)),
+        Probe(operation, 403, "wrong_upload", lambda w: another_upload_s_capability(w, request)),
+        Probe(operation, 404, "unknown_blob", lambda w: abandoned_upload(w, request)),
+    ]
+
+
+def appended_then(w: World, offset: str, data: bytes = b"x"):
+    blob_id, capability = started(w)
+    assert append(w, blob_id, capability, data=b"x" * 10).status_code == 200
+    return append(w, blob_id, capability, offset=offset, data=data)
+
+
+def append_to_complete(w: World):
+    blob_id, capability = started(w)
+    append(w, blob_id, capability, data=bytes(BLOB_LENGTH))
+    return append(w, blob_id, capability, offset=str(BLOB_LENGTH))
+
+
+def message_with_blob(blob_id: Callable[[World], str]) -> Callable[[World], object]:
+    return lambda w: w.post_message(attachments=[blob_id(w)])
+
+
+def blob_sent_twice(w: World):
+    blob_id = sent_blob(w)
+    return w.post_message(attachments=[blob_id])
+
+
+def unfinished_blob(w: World) -> str:
+    return started(w)[0]
+
+
+def too_many_blob_bytes(w: World):
+    first, second = complete_upload(w, 4096), complete_upload(w, 4096)
+    third = complete_upload(w, 16)
+    return w.post_message(attachments=[first, second, third])
+
+
+def puzzle_request(length: int = BLOB_LENGTH, **kw) -> Callable[[World], object]:
+    return lambda w: w.inbox("POST", f"{UPLOADS}/puzzle", json={"length": length}, **kw)
+
+
+def accepting_then(before: Callable[[World], None], request: Callable[[World], object]):
+    """An inbox that takes attachments, then `before` (paused, moved...), then the request."""
+
+    def send(w: World):
+        accepting(w)
+        before(w)
+        return request(w)
+
+    return send
+
+
+def nothing(w: World) -> None:
+    pass
+
+
+def upload_probes() -> list[Probe]:
+    probes = []
+    for op, request in (
+        ("upload_puzzle", puzzle_request()),
+        ("start_upload", lambda w: start_upload(w)),
+    ):
+        path = f"{UPLOADS}/puzzle" if op == "upload_puzzle" else UPLOADS
+        probes += [
+            P(
+                op,
+                400,
+                "bad_public_key",
+                lambda w, p=path: w.inbox("POST", p, key=BAD_KEY, json={}),
+            ),
+            P(op, 400, "bad_json", lambda w, p=path: w.inbox("POST", p, json=[1])),
+            P(
+                op,
+                400,
+                "bad_length",
+                lambda w, p=path: w.inbox("POST", p, json={"blob_id": "A" * 22, "length": 17}),
+            ),
+            P(op, 413, "too_large", lambda w, p=path: w.inbox("POST", p, **TOO_BIG)),
+            P(
+                op,
+                413,
+                "file_too_large",
+                lambda w, p=path: w.inbox(
+                    "POST", p, json={"blob_id": "A" * 22, "length": BIG_BLOB}
+                ),
+                SMALL_FILES,
+            ),
+            P(op, 415, "unsupported_media_type", lambda w, p=path: w.inbox("POST", p, **NOT_JSON)),
+            P(
+                op,
+                404,
+                "unknown_inbox",
+                lambda w, p=path: w.inbox(
+                    "POST", p, key=unknown_key(), json={"blob_id": "A" * 22, "length": 16}
+                ),
+            ),
+            P(op, 403, "attachments_not_accepted", request),
+            P(op, 403, "inbox_paused", accepting_then(pause, request)),
+            P(op, 403, "inbox_moved", accepting_then(move, request)),
+            P(op, 403, "inbox_disabled", accepting_then(disable, request)),
+            P(op, 429, "rate_limited", twice(accepting_then(nothing, request)), CLIENT_LIMIT),
+        ]
+    probes += [
+        P("upload_puzzle", 200, None, accepting_then(nothing, puzzle_request())),
+        P("start_upload", 201, None, accepting_then(nothing, lambda w: start_upload(w))),
+        P("start_upload", 201, None, upload_with_puzzle(upload_puzzle), POW),
+        P("start_upload", 400, "bad_blob_id", lambda w: start_upload(w, "A" * 21 + "B")),
+        P("start_upload", 400, "pow_required", upload_with_puzzle(lambda w: {}), POW),
+        P(
+            "start_upload",
+            400,
+            "bad_field",
+            upload_with_puzzle(lambda w: {"puzzle": 1, "solution": 1}),
+            POW,
+        ),
+        P(
+            "start_upload",
+            400,
+            "bad_puzzle",
+            upload_with_puzzle(lambda w: {"puzzle": "x", "solution": 1}),
+            POW,
+        ),
+        P(
+            "start_upload",
+            400,
+            "bad_puzzle",
+            upload_with_puzzle(lambda w: upload_puzzle(w, 16)),
+            POW,
+        ),
+        P("start_upload", 400, "puzzle_expired", upload_with_puzzle(expired_upload_puzzle), POW),
+        P("start_upload", 400, "bad_solution", upload_with_puzzle(wrong_upload_solution), POW),
+        P("start_upload", 400, "puzzle_used", upload_puzzle_twice, POW),
+        P("start_upload", 400, "pow_stale", stale_upload_puzzle, POW),
+        P("start_upload", 409, "blob_id_taken", blob_id_twice),
+        P(
+            "start_upload",
+            409,
+            "inbox_full",
+            over_the_attachment_quota,
+            {"inbox_max_attachment_bytes": 4096},
+        ),
+        P(
+            "start_upload",
+            507,
+            "instance_full",
+            over_the_attachment_quota,
+            {"storage_budget_bytes": 4096},
+        ),
+    ]
+    return probes
+
+
+def state_request(w: World, blob_id: str, capability: str | None):
+    return upload_state(w, blob_id, capability)
+
+
+def append_request(w: World, blob_id: str, capability: str | None):
+    return append(w, blob_id, capability)
+
+
+ATTACHMENT_PROBES = [
+    *upload_probes(),
+    # GET .../uploads/{blob_id}
+    P("show_upload", 200, None, lambda w: upload_state(w, *started(w))),
+    P(
+        "show_upload",
+        400,
+        "bad_public_key",
+        lambda w: w.inbox("GET", f"{UPLOADS}/{'A' * 22}", "x", key=BAD_KEY),
+    ),
+    *capability_probes("show_upload", state_request),
+    # PATCH .../uploads/{blob_id}
+    P("append_upload", 200, None, lambda w: append(w, *started(w))),
+    P("append_upload", 400, "bad_public_key", lambda w: append(w, "A" * 22, "x", key=BAD_KEY)),
+    *capability_probes("append_upload", append_request),
+    P(
+        "append_upload",
+        415,
+        "unsupported_media_type",
+        lambda w: append(w, *started(w), content_type="text/plain"),
+    ),
+    P("append_upload", 400, "bad_offset", lambda w: append(w, *started(w), offset="-1")),
+    P("append_upload", 409, "upload_complete", append_to_complete),
+    P("append_upload", 409, "offset_mismatch", lambda w: appended_then(w, "0")),
+    P(
+        "append_upload",
+        413,
+        "chunk_too_large",
+        lambda w: append(w, *started(w, 4 << 20), data=bytes((1 << 20) + 1)),
+    ),
+    P(
+        "append_upload",
+        400,
+        "too_long",
+        lambda w: append(w, *started(w), data=bytes(BLOB_LENGTH + 1)),
+    ),
+    # GET .../blobs/{blob_id}
+    P("download_blob", 200, None, lambda w: blob(w, sent_blob(w), w.token)),
+    P(
+        "download_blob",
+        206,
+        None,
+        lambda w: blob(w, sent_blob(w), w.token, headers={"Range": "bytes=10-"}),
+    ),
+    P("download_blob", 400, "bad_public_key", lambda w: blob(w, "A" * 22, w.token, key=BAD_KEY)),
+    P("download_blob", 401, "token_required", lambda w: blob(w, "A" * 22, None)),
+    P("download_blob", 401, "bad_token", lambda w: blob(w, "A" * 22, "forged")),
+    P("download_blob", 401, "token_expired", lambda w: blob(w, "A" * 22, w.expired_token())),
+    P("download_blob", 403, "wrong_inbox", lambda w: blob(w, "A" * 22, w.other_token())),
+    P("download_blob", 404, "unknown_blob", lambda w: blob(w, complete_upload(w), w.token)),
+    P(
+        "download_blob",
+        416,
+        "bad_range",
+        lambda w: blob(w, sent_blob(w), w.token, headers={"Range": "bytes=5000-"}),
+    ),
+    P(
+        "download_blob",
+        429,
+        "rate_limited",
+        twice(lambda w: blob(w, "A" * 22, w.token)),
+        OWNER_READ_LIMIT,
+    ),
+    # POST .../messages with attachments
+    P("post_message", 201, None, message_with_blob(complete_upload)),
+    P("post_message", 404, "unknown_blob", lambda w: w.post_message(attachments=["A" * 22])),
+    P("post_message", 409, "upload_incomplete", message_with_blob(unfinished_blob)),
+    P("post_message", 409, "blob_used", blob_sent_twice),
+    P("post_message", 413, "message_too_large", too_many_blob_bytes, SMALL_FILES),
+    P("post_message", 400, "bad_field", lambda w: w.post_message(attachments="x")),
+]
+PROBES += ATTACHMENT_PROBES
+
+
+# One handler (secretlink/web/errors.py) answers every server failure; one probe shows its shape.
 SHARED_500 = {
     (op, 500, "internal_error") for op in OPERATIONS if op not in ("show_inbox", "healthz")
 }

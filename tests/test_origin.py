@@ -1,4 +1,4 @@
-"""The origin list, the Host check (secretlink/origin.py) and its neighbours in
+"""The origin list, the Host check (secretlink/web/origin.py) and its neighbours in
 issue 8 item 8: the data folder's mode and the CSP that docs/API.md promises."""
 
 import json
@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from secretlink import create_app
-from secretlink.client import normalize_server
+from secretlink.client.http import normalize_server
 from secretlink.crypto.origin import InvalidOriginError, canonical_origin
 from secretlink.crypto.proof import transcript
-from secretlink.origin import Origin, loopback_names, origin_list, refuse_unsafe_serving
 from secretlink.settings import Settings, SettingsError
+from secretlink.web.origin import Origin, loopback_names, origin_list, refuse_unsafe_serving
 
 settings_for_hypothesis = hypothesis_settings(max_examples=300, deadline=None)
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import register
 
 from secretlink.crypto import b64encode, generate_keypair, seal
-from secretlink.security import CONTENT_SECURITY_POLICY
+from secretlink.web.security import CONTENT_SECURITY_POLICY
 
 
 def test_home_offers_to_create_an_inbox(client):
@@ -62,7 +62,7 @@ def assert_security_headers(response, cacheable: bool = False) -> None:
     assert "Strict-Transport-Security" not in headers  # plain HTTP here
 
 
-@pytest.mark.parametrize("path", ["/", "/inbox", "/api/v1/nope", "/static/style.css"])
+@pytest.mark.parametrize("path", ["/", "/inbox", "/reply", "/api/v1/nope", "/static/style.css"])
 def test_security_headers_on_every_response(client, path):
     assert_security_headers(client.get(path), cacheable=path.startswith("/static/"))
 
@@ -116,7 +116,7 @@ def test_pages_and_api_are_not_cached(client):
     assert client.get("/api/v1/nope").headers["Cache-Control"] == "no-store"
 
 
-@pytest.fixture(params=["/", "/inbox", "sender"])
+@pytest.fixture(params=["/", "/inbox", "/reply", "sender"])
 def page(request, client, keypair) -> str:
     """A page's HTML: home, inbox, and the sender page of a registered inbox."""
     path = request.param
@@ -171,3 +171,20 @@ def test_pages_that_solve_puzzles_name_their_worker_by_integrity(client, keypair
     worker = client.get(url)
     assert worker.status_code == 200
     assert integrity == sri(worker.data)
+
+
+def test_reply_page_is_static_and_loads_its_own_script(client):
+    """The reply link's secret is in the fragment: the page itself holds nothing of it."""
+    page = client.get("/reply").get_data(as_text=True)
+    assert "Your conversation" in page and "reply key file" in page
+    assert re.search(r'<script type="module" src="/static/build/reply\.js\?v=', page)
+    assert 'data-pow-worker="/static/build/pow-worker.js' in page
+    assert client.get("/reply/").status_code == 404
+
+
+def test_sender_page_offers_replies_in_a_container_that_can_be_hidden(client, keypair):
+    register(client, keypair)
+    page = client.get(f"/to/{keypair.public_key_text}").get_data(as_text=True)
+    option = re.search(r'<div class="reply-option" data-needs="replies">(.*?)</div>', page, re.S)
+    assert option and "Let the recipient reply" in option.group(1)
+    assert 'id="inbox-safety-words"' in page

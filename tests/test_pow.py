@@ -14,7 +14,9 @@ from sqlalchemy import insert
 from secretlink import create_app
 from secretlink.crypto import b64encode, generate_keypair, seal
 from secretlink.crypto.pow import leading_zero_bits, meets, pow_hash, solve
-from secretlink.pow import (
+from secretlink.settings import Settings
+from secretlink.store.storage import MessageRow, coarse, utcnow
+from secretlink.web.pow import (
     CREATE_EXTRA_BITS,
     FRESH_SECONDS,
     INBOX_CALM,
@@ -22,10 +24,10 @@ from secretlink.pow import (
     MAX_EXTRA_BITS,
     MESSAGE,
     PUZZLE_TTL,
+    UPLOAD,
     WINDOW,
+    upload_extra_bits,
 )
-from secretlink.settings import Settings
-from secretlink.storage import MessageRow, coarse, utcnow
 
 BASE_BITS = 10
 CHEAP_BITS = 2
@@ -558,7 +560,7 @@ def test_javascript_vectors_pass():
 
 def test_server_difficulty_never_exceeds_what_clients_solve():
     """The setting's cap plus the most load can add stays within the clients' refusal."""
-    from secretlink.client import MAX_POW_BITS
+    from secretlink.client.http import MAX_POW_BITS
     from secretlink.settings import SettingsError
 
     highest = Settings.from_env({"SECRETLINK_POW_DIFFICULTY": "24"}).pow_difficulty
@@ -598,7 +600,7 @@ def stale_first(gate, purpose, monkeypatch) -> None:
 
 def count_solves(monkeypatch) -> list[dict]:
     """The puzzles the client solves, from now on."""
-    from secretlink import client
+    from secretlink.client import http as client
 
     seen = []
     original = client.solved
@@ -612,8 +614,8 @@ def count_solves(monkeypatch) -> list[dict]:
 
 
 def test_cli_send_solves_again_on_pow_stale(live_server, monkeypatch):
-    from secretlink.client import InboxClient, parse_link
-    from secretlink.client import send as send_text
+    from secretlink.client.http import InboxClient, parse_link
+    from secretlink.client.http import send as send_text
 
     keypair = generate_keypair()
     link = InboxClient(live_server.url, keypair).register("")["link"]
@@ -628,8 +630,8 @@ def test_cli_send_solves_again_on_pow_stale(live_server, monkeypatch):
 
 
 def test_cli_inbox_create_solves_the_creation_puzzle_even_when_stale(live_server, monkeypatch):
-    from secretlink.client import InboxClient
-    from secretlink.pow import CREATE_INBOX
+    from secretlink.client.http import InboxClient
+    from secretlink.web.pow import CREATE_INBOX
 
     gate = live_server.app.extensions["secretlink.pow"]
     stale_first(gate, CREATE_INBOX, monkeypatch)
@@ -642,7 +644,7 @@ def test_cli_inbox_create_solves_the_creation_puzzle_even_when_stale(live_server
 
 
 def test_cli_refuses_an_unreasonable_puzzle():
-    from secretlink.client import ClientError, solved
+    from secretlink.client.http import ClientError, solved
 
     with pytest.raises(ClientError, match="unreasonable"):
         solved({"puzzle": "p", "difficulty": 29})
@@ -677,3 +679,55 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# ---- uploads (SPEC 7a): the work grows with the blob's length ----
+
+
+@pytest.mark.parametrize(
+    ("length", "extra"),
+    [
+        (16, 0),
+        (1 << 20, 0),
+        ((1 << 20) + 1, 1),
+        (2 << 20, 1),
+        ((2 << 20) + 1, 2),
+        (4 << 20, 2),
+        ((4 << 20) + 1, 3),
+        (8 << 20, 3),
+        ((8 << 20) + 1, 4),
+        (1 << 30, 4),
+    ],
+)
+def test_upload_extra_bits_are_ceil_log2_of_mebibytes_up_to_four(length, extra):
+    assert upload_extra_bits(length) == extra
+
+
+def test_upload_puzzles_grow_with_the_length_and_never_pass_28_bits(tmp_path):
+    app, _, keypair = gated_app(tmp_path, BASE_BITS)
+    gate = app.extensions["secretlink.pow"]
+    assert gate.difficulty(keypair.public_key_text, UPLOAD, 1000) == BASE_BITS
+    assert gate.difficulty(keypair.public_key_text, UPLOAD, 100 << 20) == BASE_BITS + 4
+    gate.base_difficulty = 24  # the setting's cap
+    assert gate.difficulty(keypair.public_key_text, UPLOAD, 1 << 30) == 28
+
+
+def test_an_upload_puzzle_is_for_one_length_and_uploads_only(tmp_path):
+    _, client, keypair = gated_app(tmp_path, CHEAP_BITS)
+    token = get_token(client, keypair)
+    base = f"/api/v1/inboxes/{keypair.public_key_text}"
+    on = {"accepts_attachments": True}
+    assert client.patch(f"{base}/settings", json=on, headers=bearer(token)).status_code == 200
+    puzzle = client.post(f"{base}/uploads/puzzle", json={"length": 16}).get_json()
+    fields = {"puzzle": puzzle["puzzle"], "solution": solve(puzzle["puzzle"], puzzle["difficulty"])}
+    other_length = {"blob_id": b64encode(secrets.token_bytes(16)), "length": 64, **fields}
+    refused(client.post(f"{base}/uploads", json=other_length), "bad_puzzle")
+    # Nor does it carry a message, or a message puzzle start an upload.
+    refused(post(client, keypair, **fields), "bad_puzzle")
+    message_puzzle = puzzle_for(client, keypair)
+    solved = solve(message_puzzle["puzzle"], message_puzzle["difficulty"])
+    upload = {"blob_id": b64encode(secrets.token_bytes(16)), "length": 16}
+    body = {**upload, "puzzle": message_puzzle["puzzle"], "solution": solved}
+    refused(client.post(f"{base}/uploads", json=body), "bad_puzzle")
+    started = client.post(f"{base}/uploads", json={**upload, "length": 16, **fields})
+    assert started.status_code == 201, started.get_json()

@@ -47,7 +47,7 @@ from secretlink.crypto.envelope import (
 )
 from secretlink.crypto.keyfile import KeyFile, dump_key_file, load_key_file
 from secretlink.settings import Settings
-from secretlink.storage import MessageRow
+from secretlink.store.storage import MessageRow
 
 # No example database: it would leave a .hypothesis/ folder in the checkout.
 PROPERTY = hypothesis_settings(max_examples=300, deadline=None, database=None)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from secretlink.client import InboxClient
+from secretlink.client.http import InboxClient
 from secretlink.crypto import b64decode, b64encode, generate_keypair, open_envelope, seal
 
 STARTUP_SECONDS = 30
@@ -99,7 +99,7 @@ def serving(
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "secretlink.cli", "serve", "--port", str(port), *args],
+            [sys.executable, "-m", "secretlink.client.cli", "serve", "--port", str(port), *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=environment,
@@ -319,7 +319,7 @@ def test_plain_http_sends_no_hsts(tmp_path):
 
 def test_bad_setting_stops_start_up_with_a_clear_message(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "secretlink.cli", "serve"],
+        [sys.executable, "-m", "secretlink.client.cli", "serve"],
         env={**os.environ, "SECRETLINK_WORKERS": "many"},
         capture_output=True,
         text=True,

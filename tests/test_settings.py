@@ -54,6 +54,12 @@ def test_environment_values_are_parsed(tmp_path):
         ("SECRETLINK_REDIS_URL", "http://localhost"),
         ("SECRETLINK_AUTO_UPGRADE", "maybe"),
         ("SECRETLINK_MAX_ENVELOPE_BYTES", "100000"),
+        ("SECRETLINK_ATTACHMENT_MAX_FILE_BYTES", str((1 << 30) + 1)),  # 1 GiB at most
+        ("SECRETLINK_ATTACHMENT_MAX_FILE_BYTES", "0"),
+        # Not even one file of the largest size would fit in a message.
+        ("SECRETLINK_ATTACHMENT_MAX_MESSAGE_BYTES", "1000"),
+        ("SECRETLINK_ATTACHMENT_UPLOAD_TTL", "59"),
+        ("SECRETLINK_INBOX_MAX_ATTACHMENT_BYTES", "-1"),
         ("SECRETLINK_TLS_CERT", "/only/the/cert.pem"),
         ("SECRETLINK_DATABASE_URL", "bogus://x"),
         ("SECRETLINK_DATABASE_URL", "not a url"),
@@ -119,7 +125,7 @@ def test_an_unusable_data_folder_is_named(tmp_path):
 
 
 def test_a_bad_certificate_pair_is_refused_clearly(tmp_path):
-    from secretlink.tls import TLSError, check_pair, self_signed
+    from secretlink.ops.tls import TLSError, check_pair, self_signed
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -146,7 +152,7 @@ def test_a_bad_certificate_pair_is_refused_clearly(tmp_path):
     ],
 )
 def test_a_damaged_self_signed_certificate_is_made_anew(tmp_path, damage):
-    from secretlink.tls import check_pair, self_signed
+    from secretlink.ops.tls import check_pair, self_signed
 
     cert, key = self_signed(tmp_path, ("localhost", "127.0.0.1"))
     damage(cert, key)
@@ -155,7 +161,7 @@ def test_a_damaged_self_signed_certificate_is_made_anew(tmp_path, damage):
 
 
 def test_a_self_signed_key_of_another_certificate_is_made_anew(tmp_path):
-    from secretlink.tls import check_pair, self_signed
+    from secretlink.ops.tls import check_pair, self_signed
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -167,7 +173,7 @@ def test_a_self_signed_key_of_another_certificate_is_made_anew(tmp_path):
 
 
 def test_an_intact_self_signed_certificate_is_kept(tmp_path):
-    from secretlink.tls import self_signed
+    from secretlink.ops.tls import self_signed
 
     cert, _ = self_signed(tmp_path, ("localhost",))
     first = cert.read_bytes()

@@ -9,8 +9,8 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 
 from secretlink.crypto import generate_keypair
-from secretlink.quotas import QuotaExceeded, Quotas, Usage
-from secretlink.storage import (
+from secretlink.store.quotas import QuotaExceeded, Quotas, Usage
+from secretlink.store.storage import (
     MessageRow,
     Storage,
     UsedNonceRow,
@@ -171,7 +171,7 @@ def test_deleted_envelopes_do_not_linger_in_the_sqlite_file(tmp_path):
     """secure_delete: once deleted and checkpointed, the bytes are gone from the file."""
     from sqlalchemy import text
 
-    from secretlink.storage import Storage
+    from secretlink.store.storage import Storage
 
     storage = Storage.from_url(f"sqlite:///{tmp_path / 'db.sqlite3'}")
     storage.create_schema()
@@ -199,7 +199,7 @@ def test_concurrent_messages_are_committed_together_and_each_settled(storage):
     known-inbox message is stored exactly once; the stray one alone is refused."""
     import threading
 
-    from secretlink.storage import MessageRow
+    from secretlink.store.storage import MessageRow
 
     public_key = new_inbox(storage)
     results: dict[int, str | None] = {}
@@ -268,7 +268,7 @@ def test_a_silent_postgres_host_fails_within_the_connect_timeout(monkeypatch):
 
     from sqlalchemy.exc import OperationalError
 
-    from secretlink import database
+    from secretlink.store import database
 
     monkeypatch.setattr(database, "POSTGRES_CONNECT_TIMEOUT_SECONDS", 1)
     with socket.socket() as silent:

@@ -9,20 +9,25 @@ one (files, queues, ...) must say here what it stores and how coarse it is, and
 extend `exercise` so that the new rows exist when the tables are read.
 """
 
+import os
 import re
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from conftest import TEST_ORIGIN, creation_proof, get_token, register
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import OperationalError
 
-from secretlink.client import parse_link
+from secretlink.client.http import parse_link
 from secretlink.crypto import b64encode, generate_keypair, seal
+from secretlink.crypto.attachments import encrypt_blob, new_attachment
+from secretlink.crypto.envelope import Message
 from secretlink.crypto.pow import solve
 from secretlink.settings import Settings
-from secretlink.storage import utcnow
+from secretlink.store.inbox_settings import InboxSettingsStore
+from secretlink.store.storage import utcnow
 
 
 def as_time(value: object) -> datetime:
@@ -68,6 +73,35 @@ STORED: dict[str, dict[str, tuple[Callable[[object], bool], str]]] = {
         "received_at": (minute, "the minute of arrival"),
         "envelope": (anything, "ciphertext"),
     },
+    "inbox_settings": {
+        "inbox_key": (anything, "the inbox"),
+        "paused": (anything, "whether its owner paused it"),
+        "retention_days": (anything, "the owner's retention: 1, 7, 30, 90 or none"),
+        "hourly_cap": (anything, "the owner's cap on messages per hour, or none"),
+        "accepts_replies": (anything, "the owner's choice"),
+        "accepts_attachments": (anything, "the owner's choice"),
+        "moved_to": (anything, "the key a rotation moved it to: links two inboxes"),
+        "disabled": (anything, "whether the operator disabled it"),
+        "disabled_reason": (anything, "the operator's note"),
+        "disabled_on": (lambda v: v is None or day(v), "the day the operator disabled it"),
+    },
+    "notify_targets": {
+        "inbox_key": (anything, "an inbox whose owner wants notifications"),
+        "sealed": (anything, "where and how, sealed with a key the database does not hold"),
+    },
+    "notify_due": {
+        "inbox_key": (anything, "an inbox waiting for its notification"),
+        "due_at": (minute, "the minute it is due: a random while after a message came"),
+        "claimed": (anything, "whether a sender holds it now"),
+    },
+    "blobs": {
+        "id": (anything, "random, chosen by the sender"),
+        "inbox_key": (anything, "the inbox"),
+        "length": (anything, "the padded blob length: its file's size to within 12 %"),
+        "complete": (anything, "whether the whole blob arrived"),
+        "message_id": (anything, "the message that lists it (none while uploading)"),
+        "started_at": (minute, "the minute its upload started"),
+    },
     "used_nonces": {
         "nonce": (anything, "a hash of a spent challenge or puzzle nonce, random-looking"),
         "expires_at": (minute, "rounded up to the minute: a sign-in or send some minutes before"),
@@ -96,7 +130,7 @@ def exercise(app) -> None:
     """Everything that stores something: extend this with each new kind of row."""
     client = app.test_client()
     keypair = generate_keypair()
-    register(client, keypair, prompt="hello")
+    owner = bearer(register(client, keypair, prompt="hello"))
     for _ in range(SIGN_INS):
         get_token(client, keypair)
     # An inbox created with its puzzle, then deleted: it leaves a spent nonce only.
@@ -116,6 +150,63 @@ def exercise(app) -> None:
             "solution": solve(puzzle["puzzle"], puzzle["difficulty"]),
         }
         assert client.post(f"{base}/messages", json=body).status_code == 201
+        if number == 0:
+            # Notifications on after the first message: the next ones mark the inbox due.
+            hook = {"webhook": "https://ntfy.example/topic", "max_delay_minutes": 15}
+            assert client.put(f"{base}/notifications", json=hook, headers=owner).status_code == 200
+    exercise_attachments(client, keypair, owner)
+    # Settings changed, the link rotated, and the new inbox disabled by the operator.
+    token = get_token(client, keypair)
+    changes = {"paused": True, "retention_days": 7, "hourly_cap": 5}
+    assert client.patch(f"{base}/settings", json=changes, headers=bearer(token)).status_code == 200
+    moved = generate_keypair()
+    rotation = {"new_public_key": moved.public_key_text, "new_token": register(client, moved)}
+    assert client.post(f"{base}/rotate", json=rotation, headers=bearer(token)).status_code == 200
+    store = InboxSettingsStore(app.extensions["secretlink.storage"].engine)
+    assert store.disable(moved.public_key_text, "a reason")
+
+
+def exercise_attachments(client, keypair, owner: dict) -> None:
+    """A file sent with a message, and an upload left half-way: rows and files."""
+    base = f"/api/v1/inboxes/{keypair.public_key_text}"
+    on = {"accepts_attachments": True}
+    assert client.patch(f"{base}/settings", json=on, headers=owner).status_code == 200
+    entry = new_attachment("a.txt", "text/plain", 3000)
+    blob = b"".join(encrypt_blob(entry, [os.urandom(3000)]))
+    for data in (blob, blob[:1000]):
+        blob_id = b64encode(os.urandom(16) if data is not blob else entry.blob_id)
+        length = entry.padded_length
+        puzzle = client.post(f"{base}/uploads/puzzle", json={"length": length}).get_json()
+        body = {"blob_id": blob_id, "length": length, **solved(puzzle)}
+        started = client.post(f"{base}/uploads", json=body)
+        assert started.status_code == 201, started.get_json()
+        headers = {
+            **bearer(started.get_json()["upload"]),
+            "Upload-Offset": "0",
+            "Content-Type": "application/octet-stream",
+        }
+        assert (
+            client.patch(f"{base}/uploads/{blob_id}", data=data, headers=headers).status_code == 200
+        )
+    envelope = seal(Message("a file", attachments=(entry,)), keypair.public_key)
+    puzzle = client.post(f"{base}/puzzle").get_json()
+    body = {"ciphertext": b64encode(envelope), "attachments": [b64encode(entry.blob_id)]}
+    assert client.post(f"{base}/messages", json={**body, **solved(puzzle)}).status_code == 201
+
+
+def solved(puzzle: dict) -> dict:
+    return {"puzzle": puzzle["puzzle"], "solution": solve(puzzle["puzzle"], puzzle["difficulty"])}
+
+
+def assert_file_times_coarse(data_dir: Path) -> None:
+    """The blobs' files and folders: modified on a whole minute. (Access and change
+    times are the file system's: every read sets the one, every write the other, and
+    no program can set a change time. docs/THREAT-MODEL.md says so, and how to mount.)"""
+    folder = data_dir / "blobs"
+    paths = [folder, *folder.rglob("*")]
+    assert len(paths) >= 4, "exercise() stores no blob file: extend it"
+    for path in paths:
+        assert path.stat().st_mtime % 60 == 0, f"{path}: modified {path.stat().st_mtime}"
 
 
 def bearer(token: str) -> dict:
@@ -139,6 +230,7 @@ def read_engine_tables(engine) -> dict[str, tuple[list[str], list[tuple]]]:
 def test_every_stored_value_is_no_finer_than_documented(app):
     exercise(app)
     assert_no_finer_than_documented(read_tables(app))
+    assert_file_times_coarse(Path(app.config["SECRETLINK"].data_dir))
 
 
 def test_a_real_server_s_database_is_no_finer_than_documented(tmp_path):
@@ -146,25 +238,74 @@ def test_a_real_server_s_database_is_no_finer_than_documented(tmp_path):
     commit, the purge thread) wrote for real senders and owners over HTTP."""
     from test_serve import serving
 
-    from secretlink.client import InboxClient, send
+    from secretlink.client.http import InboxClient, send
 
-    env = {"SECRETLINK_POW_DIFFICULTY": "2", "SECRETLINK_WORKERS": "2"}
+    # The notification senders look once at start, then not again during the test:
+    # the inbox's due row must still be there to be read.
+    env = {
+        "SECRETLINK_POW_DIFFICULTY": "2",
+        "SECRETLINK_WORKERS": "2",
+        "SECRETLINK_NOTIFY_INTERVAL": "3600",
+    }
     with serving(tmp_path, env=env) as served:
         owner = InboxClient(served.url, generate_keypair())
         link = parse_link(owner.register("hello")["link"])
+        hook = {"webhook": "https://ntfy.example/topic", "max_delay_minutes": 15}
+        owner.api.call("PUT", f"{owner.base}/notifications", json=hook, token=owner.token())
         gone = InboxClient(served.url, generate_keypair())
         gone.register("")
         gone.api.call("DELETE", gone.base, token=gone.token())
         for number in range(SENDS):
             send(link, f"message {number}")
+        send_file_over_http(served.url, owner, link)
         for _ in range(SIGN_INS):
             owner._token = None  # a fresh sign-in each time
-            assert len(list(owner.messages())) == SENDS
+            assert len(list(owner.messages())) == SENDS + 1  # and the one with a file
+        # Settings changed, and the link rotated to a new inbox.
+        changes = {"paused": True, "retention_days": 7}
+        owner.api.call("PATCH", f"{owner.base}/settings", json=changes, token=owner.token())
+        moved = InboxClient(served.url, generate_keypair())
+        moved.register("")
+        rotation = {"new_public_key": moved.keypair.public_key_text, "new_token": moved.token()}
+        owner.api.call("POST", f"{owner.base}/rotate", json=rotation, token=owner.token())
     engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'secretlink.sqlite3'}")
     try:
         assert_no_finer_than_documented(read_engine_tables(engine))
     finally:
         engine.dispose()
+    assert_file_times_coarse(tmp_path / "data")
+
+
+def send_file_over_http(url: str, owner, link) -> None:
+    """As exercise_attachments, over HTTP: a sent file and an upload left half-way."""
+    from secretlink.client.http import post_envelope
+
+    changes = {"accepts_attachments": True}
+    owner.api.call("PATCH", f"{owner.base}/settings", json=changes, token=owner.token())
+    entry = new_attachment("a.txt", "text/plain", 3000)
+    blob = b"".join(encrypt_blob(entry, [os.urandom(3000)]))
+    api = owner.api
+    base = f"/api/v1/inboxes/{link.public_key_text}"
+    for blob_id, data in (
+        (b64encode(entry.blob_id), blob),
+        (b64encode(os.urandom(16)), blob[:1000]),
+    ):
+        puzzle = api.call("POST", f"{base}/uploads/puzzle", json={"length": len(blob)})
+        body = {"blob_id": blob_id, "length": len(blob), **solved(puzzle)}
+        started = api.call("POST", f"{base}/uploads", json=body)
+        response = api.http.patch(
+            f"{url}{base}/uploads/{blob_id}",
+            data=data,
+            headers={
+                **bearer(started["upload"]),
+                "Upload-Offset": "0",
+                "Content-Type": "application/octet-stream",
+            },
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+    envelope = seal(Message("a file", attachments=(entry,)), link.public_key)
+    post_envelope(link, envelope, [b64encode(entry.blob_id)])
 
 
 def assert_no_finer_than_documented(tables: dict[str, tuple[list[str], list[tuple]]]) -> None:
@@ -200,8 +341,10 @@ def test_spent_nonces_are_all_kept_and_hashed(app):
     exercise(app)
     _, rows = read_tables(app)["used_nonces"]
     # Sign-ins (one challenge each: the registration's, the two creations' and the
-    # later ones), two inbox creations and the messages, each spent once.
-    assert len(rows) == (1 + 1 + SIGN_INS) + 2 + SENDS
+    # later ones), two inbox creations and the messages, each spent once; then the
+    # settings' sign-in and the rotation's new inbox (a sign-in and a creation); and
+    # the attachments' two uploads and their message.
+    assert len(rows) == (1 + 1 + SIGN_INS) + 2 + SENDS + 3 + 3
     assert {len(bytes(nonce)) for nonce, _ in rows} == {32}  # the same for every kind
     assert all(as_time(expires) > utcnow() for _, expires in rows)
 

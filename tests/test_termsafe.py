@@ -1,6 +1,6 @@
 """What a recipient's terminal receives from `secretlink inbox read`.
 
-The unit tests pin the escaping rules of secretlink/termsafe.py; the terminal tests
+The unit tests pin the escaping rules of secretlink/client/termsafe.py; the terminal tests
 run the installed `secretlink` command in a pseudo-terminal against a live server
 holding a corpus of hostile messages, and look at the bytes the terminal gets.
 """
@@ -22,9 +22,9 @@ import pytest
 from click.testing import CliRunner
 from flask import Response, request
 
-from secretlink.cli import main
-from secretlink.client import parse_link, send
-from secretlink.termsafe import (
+from secretlink.client.cli import main
+from secretlink.client.http import parse_link, send
+from secretlink.client.termsafe import (
     BIDI_CONTROLS,
     BODY_PREFIX,
     HIGHLIGHT_OFF,
@@ -172,7 +172,7 @@ def assert_terminal_safe(text: str) -> None:
 def secretlink_command() -> list[str]:
     """The installed console script next to this Python, as a user would run it."""
     script = Path(sys.executable).with_name("secretlink")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "secretlink.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "secretlink.client.cli"]
 
 
 def run_in_terminal(*args: str, color: bool = True, timeout: float = 60) -> tuple[int, str]:
@@ -407,7 +407,7 @@ def test_a_message_that_does_not_decrypt_is_a_note_not_a_body(
 ):
     """An envelope sealed to another key shows as `[cannot decrypt: …]` after its header,
     with a warning on standard error, and the other messages still read."""
-    import secretlink.client
+    import secretlink.client.http
     from secretlink.crypto import generate_keypair, seal
 
     key_file = str(tmp_path / "inbox.key")
@@ -419,7 +419,7 @@ def test_a_message_that_does_not_decrypt_is_a_note_not_a_body(
     link = parse_link(created.stdout.strip())
     send(link, "readable")
     stranger = generate_keypair().public_key
-    monkeypatch.setattr(secretlink.client, "seal", lambda text, _key: seal(text, stranger))
+    monkeypatch.setattr(secretlink.client.http, "seal", lambda text, _key: seal(text, stranger))
     send(link, "\x1b[2J sealed to a stranger")
     status, output = run_in_terminal(
         "inbox", "read", "--server", live_server.url, "--key-file", key_file

@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner, Result
 from flask import Flask, Response, request
 
-from secretlink.cli import main
+from secretlink.client.cli import main
+from secretlink.client.verify import LOCAL_ORIGIN, PageParser, Ref, sri
 from secretlink.crypto import generate_keypair
-from secretlink.verify import LOCAL_ORIGIN, PageParser, Ref, sri
 
 # Everything a prompt's escaping has to survive on the way out and back.
 TRICKY_PROMPT = "Say <b>\"it\"</b> & 'more' &amp;\nsecond line"
@@ -66,9 +66,29 @@ def test_an_unmodified_instance_matches(live_server):
     checked = [line for line in lines[:-1] if not line.startswith("note:")]
     assert checked and all(line.startswith("ok ") for line in checked)
     # Without --link the sender page's scripts are still fetched, at the release's URLs.
-    for name in ("build/home.js", "build/inbox.js", "build/send.js", "build/pow-worker.js"):
+    for name in (
+        "build/home.js",
+        "build/inbox.js",
+        "build/send.js",
+        "build/pow-worker.js",
+        "build/backup-worker.js",
+    ):
         assert any(f"asset /static/{name}?v=" in line for line in checked), name
+    assert any(line.startswith("ok         asset /notify-sw.js:") for line in checked)
     assert any(line.startswith("note: no --link") for line in lines)
+
+
+def test_a_modified_service_worker_is_named(live_server):
+    def change(response: Response) -> None:
+        if request.path == "/notify-sw.js":
+            response.direct_passthrough = False
+            response.set_data(response.get_data() + b"\n")
+
+    tamper(live_server.app, change)
+    result = run_verify(live_server.url)
+    assert result.exit_code == 1, result.output
+    [line] = different_lines(result)
+    assert "asset /notify-sw.js" in line and "static/build/notify-sw.js" in line
 
 
 def test_a_real_sender_page_matches_with_link(live_server):
@@ -80,7 +100,9 @@ def test_a_real_sender_page_matches_with_link(live_server):
     assert "note:" not in result.stdout
 
 
-@pytest.mark.parametrize("name", ["build/send.js", "build/pow-worker.js", "style.css"])
+@pytest.mark.parametrize(
+    "name", ["build/send.js", "build/pow-worker.js", "build/backup-worker.js", "style.css"]
+)
 def test_a_modified_file_is_named(live_server, name):
     key = add_inbox(live_server.app)
     tamper(live_server.app, change_file(name))
@@ -107,6 +129,23 @@ def test_a_modified_script_with_a_matching_integrity_is_still_found(live_server)
     assert f"page /to/{key}: markup" in output
 
 
+def test_the_backup_cost_is_reported(live_server):
+    result = run_verify(live_server.url)
+    assert result.exit_code == 0, result.output
+    # The test server's own setting (conftest.py), said next to the release's default.
+    assert "new backups get Argon2id with 19456 KiB and 2 passes (the release's default" in (
+        result.stdout
+    )
+
+
+def test_a_backup_cost_below_what_readers_accept_is_found(live_server):
+    tamper(live_server.app, change_html('data-kdf-memory-kib="19456"', 'data-kdf-memory-kib="64"'))
+    result = run_verify(live_server.url)
+    assert result.exit_code == 1, result.output
+    [line] = different_lines(result)
+    assert "page /inbox: markup" in line and 'data-kdf-memory-kib="64"' in line
+
+
 def test_a_weakened_csp_is_found(live_server):
     weak = "default-src 'self'; script-src 'self' 'unsafe-inline' https:"
 
@@ -118,7 +157,7 @@ def test_a_weakened_csp_is_found(live_server):
     result = run_verify(live_server.url)
     assert result.exit_code == 1, result.output
     lines = different_lines(result)
-    assert len(lines) == 3  # one per page, nothing else
+    assert len(lines) == 4  # one per page, nothing else
     assert all("Content-Security-Policy" in line and "'unsafe-inline'" in line for line in lines)
 
 

@@ -21,7 +21,9 @@ import * as esbuild from "esbuild";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const COMMITTED = join(ROOT, "webui", "static", "build");
-const ENTRY_POINTS = ["home", "inbox", "send", "pow-worker"].map((name) => `webui/src/${name}.js`);
+const ENTRY_POINTS = ["home", "inbox", "send", "pow-worker", "notify-sw", "reply", "backup-worker"].map(
+  (name) => `webui/src/${name}.js`,
+);
 
 function fail(message) {
   console.error(`webui/build.mjs: ${message}`);

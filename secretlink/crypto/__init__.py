@@ -9,6 +9,7 @@ from secretlink.crypto.b64 import b64decode, b64encode
 from secretlink.crypto.envelope import Message, open_envelope, seal, validate_envelope_shape
 from secretlink.crypto.errors import (
     AuthError,
+    ConversationError,
     DecryptError,
     EncodingError,
     InvalidKeyError,
@@ -16,14 +17,19 @@ from secretlink.crypto.errors import (
     KeyFileError,
     PaddingError,
     PayloadError,
+    ReflectionError,
+    ReplayError,
+    ReplyLinkError,
     SecretlinkCryptoError,
     SizeError,
     VersionError,
+    WrongConversationError,
 )
 from secretlink.crypto.keys import KeyPair, decode_public_key, generate_keypair
 
 __all__ = [
     "AuthError",
+    "ConversationError",
     "DecryptError",
     "EncodingError",
     "InvalidKeyError",
@@ -33,9 +39,13 @@ __all__ = [
     "Message",
     "PaddingError",
     "PayloadError",
+    "ReflectionError",
+    "ReplayError",
+    "ReplyLinkError",
     "SecretlinkCryptoError",
     "SizeError",
     "VersionError",
+    "WrongConversationError",
     "b64decode",
     "b64encode",
     "decode_public_key",

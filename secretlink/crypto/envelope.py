@@ -21,6 +21,12 @@ from nacl.bindings import (
 )
 from nacl.exceptions import CryptoError
 
+from secretlink.crypto.attachments import (
+    TAG_ATTACHMENTS,
+    Attachment,
+    decode_attachments,
+    encode_attachments,
+)
 from secretlink.crypto.errors import (
     DecryptError,
     PaddingError,
@@ -35,6 +41,10 @@ BUCKETS = tuple(256 << i for i in range(9))  # 256, 512, ... 65536
 MAX_PADDED = BUCKETS[-1]
 FIELD_HEADER = 5
 TAG_TEXT = 0x01
+TAG_CONVERSATION = 0x02  # section 5.8: a crypto_box between an inbox key and a reply key
+# writer key, box nonce, Poly1305 tag, and the 25-byte header of the boxed plaintext
+MIN_CONVERSATION_FIELD = 32 + 24 + 16 + 25
+KNOWN_CRITICAL = frozenset({TAG_TEXT, TAG_CONVERSATION, TAG_ATTACHMENTS})
 # One byte of the padding is always the 0x80 marker; one field header precedes the text.
 MAX_TEXT_BYTES = MAX_PADDED - 1 - FIELD_HEADER
 OVERHEAD = 1 + crypto_box_SEALBYTES + 1  # outer version, sealed-box overhead, inner version
@@ -44,9 +54,13 @@ MAX_ENVELOPE = OVERHEAD + MAX_PADDED
 
 @dataclass(frozen=True)
 class Message:
-    """What a v1 envelope carries. Later versions may add attachments or a reply key."""
+    """What a v1 envelope carries: a text, or (section 5.8) an empty text and the value
+    of a conversation field, which secretlink.crypto.conversation opens; and (section
+    5.10) the entries of the message's files, empty when it has none."""
 
     text: str
+    conversation: bytes | None = None
+    attachments: tuple[Attachment, ...] = ()
 
 
 def bucket_for(payload_length: int) -> int:
@@ -57,14 +71,37 @@ def bucket_for(payload_length: int) -> int:
     raise SizeError(f"payload of {payload_length} bytes exceeds the v1 maximum")
 
 
+def field(tag: int, value: bytes) -> bytes:
+    return bytes([tag]) + len(value).to_bytes(4, "big") + value
+
+
 def encode_payload(message: Message) -> bytes:
     try:
         text = message.text.encode("utf-8")
     except UnicodeEncodeError:
         raise PayloadError("text is not encodable as UTF-8 (lone surrogate)") from None
-    if len(text) > MAX_TEXT_BYTES:
-        raise SizeError(f"message is {len(text)} bytes; the limit is {MAX_TEXT_BYTES}")
-    return bytes([TAG_TEXT]) + len(text).to_bytes(4, "big") + text
+    if message.conversation is not None:
+        if text:
+            raise PayloadError("a conversation message has an empty text field")
+        if message.attachments:
+            raise PayloadError("a conversation message carries no attachments field")
+        payload = field(TAG_TEXT, b"") + field(TAG_CONVERSATION, message.conversation)
+        if len(payload) >= MAX_PADDED:
+            raise SizeError("conversation message exceeds the v1 maximum")
+        return payload
+    if not message.attachments:
+        if len(text) > MAX_TEXT_BYTES:
+            raise SizeError(f"message is {len(text)} bytes; the limit is {MAX_TEXT_BYTES}")
+        return field(TAG_TEXT, text)
+    payload = field(TAG_TEXT, text) + field(
+        TAG_ATTACHMENTS, encode_attachments(tuple(message.attachments))
+    )
+    if len(payload) >= MAX_PADDED:
+        # The file list shares the payload with the text (section 5.10).
+        raise SizeError(
+            f"text and file list take {len(payload) + 1} bytes; the limit is {MAX_PADDED}"
+        )
+    return payload
 
 
 def decode_payload(payload: bytes) -> Message:
@@ -86,16 +123,34 @@ def decode_payload(payload: bytes) -> Message:
         last_tag = tag
     # Tags below 0x80 are critical: a reader that does not know one must refuse the
     # message rather than show part of it. Tags from 0x80 up may be ignored.
-    unknown_critical = [tag for tag in fields if tag < 0x80 and tag != TAG_TEXT]
+    unknown_critical = [tag for tag in fields if tag < 0x80 and tag not in KNOWN_CRITICAL]
     if unknown_critical:
-        raise PayloadError(f"unknown critical field 0x{unknown_critical[0]:02x}")
+        raise PayloadError(
+            f"unknown critical field 0x{unknown_critical[0]:02x}: "
+            "a newer secretlink is needed to read this message"
+        )
     if TAG_TEXT not in fields:
         raise PayloadError("payload has no text field")
+    conversation = fields.get(TAG_CONVERSATION)
+    if conversation is not None:
+        # Section 5.9, steps 1 and 2: the rest is secretlink.crypto.conversation's.
+        if len(conversation) < MIN_CONVERSATION_FIELD:
+            raise PayloadError("conversation field is truncated")
+        if fields[TAG_TEXT]:
+            # Unauthenticated text must never be shown beside authenticated text.
+            raise PayloadError("a conversation message has text outside its box")
     try:
         text = fields[TAG_TEXT].decode("utf-8")
     except UnicodeDecodeError:
         raise PayloadError("text is not valid UTF-8") from None
-    return Message(text)
+    attachments: tuple[Attachment, ...] = ()
+    if TAG_ATTACHMENTS in fields:
+        if conversation is not None:
+            # The file list would sit outside the conversation's box, unauthenticated
+            # by the peer: v1 conversations carry no files (section 5.10).
+            raise PayloadError("a conversation message carries no attachments field")
+        attachments = decode_attachments(fields[TAG_ATTACHMENTS])
+    return Message(text, conversation, attachments)
 
 
 def pad(payload: bytes) -> bytes:
@@ -137,10 +192,23 @@ def seal(message: Message | str, public_key: bytes) -> bytes:
     return bytes([VERSION]) + crypto_box_seal(inner, public_key)
 
 
-def open_envelope(envelope: bytes, secret_key: bytes, public_key: bytes | None = None) -> Message:
+def open_envelope(
+    envelope: bytes,
+    secret_key: bytes,
+    public_key: bytes | None = None,
+    *,
+    conversations: bool = False,
+    attachments: bool = False,
+) -> Message:
     """Decrypt and check an envelope with the recipient's secret key.
 
     `public_key` may be given to spare recomputing it for every message of a batch.
+    A caller that passes `conversations=True` gets a conversation field back in
+    `Message.conversation` (and must open it with secretlink.crypto.conversation); any
+    other caller gets a PayloadError for such a message, as an older reader would,
+    rather than its empty text. Likewise only a caller that passes `attachments=True`
+    (and so shows or saves the files of `Message.attachments`) gets a message with
+    files; any other caller gets a PayloadError rather than the text without its files.
     """
     if len(secret_key) != KEY_BYTES:
         raise DecryptError("secret key must be 32 bytes")
@@ -157,4 +225,13 @@ def open_envelope(envelope: bytes, secret_key: bytes, public_key: bytes | None =
         ) from None
     if inner[0] != envelope[0]:
         raise VersionError("sealed version does not match the envelope version")
-    return decode_payload(unpad(inner[1:]))
+    message = decode_payload(unpad(inner[1:]))
+    if message.conversation is not None and not conversations:
+        raise PayloadError(
+            "this message is part of a conversation (field 0x02), which this reader does not open"
+        )
+    if message.attachments and not attachments:
+        raise PayloadError(
+            "this message has attached files (field 0x03), which this reader does not open"
+        )
+    return message

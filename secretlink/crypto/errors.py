@@ -41,9 +41,40 @@ class KeyFileError(SecretlinkCryptoError):
     """A key file is not a valid secretlink v1 key file."""
 
 
+class ProtectedKeyError(SecretlinkCryptoError):
+    """A protected key file is malformed, or its costs are out of bounds (section 6a)."""
+
+
+class PassphraseError(SecretlinkCryptoError):
+    """A protected key file does not open: wrong passphrase, or the file was altered."""
+
+
 class AuthError(SecretlinkCryptoError):
     """A proof of possession does not verify."""
 
 
 class InvalidOriginError(SecretlinkCryptoError):
     """A URL or Host has no origin this specification accepts (section 7.5)."""
+
+
+class ReplyLinkError(SecretlinkCryptoError):
+    """A reply link is not <origin>/reply#<secret>.<inbox key>.<conversation id> (4.6)."""
+
+
+class ConversationError(SecretlinkCryptoError):
+    """A conversation box does not open: forged (by someone without either secret key)
+    or tampered with (section 5.9, step 4)."""
+
+
+class ReflectionError(ConversationError):
+    """A conversation message carries the reader's own role: one of the reader's own
+    messages sent back to it (section 5.9, step 6)."""
+
+
+class WrongConversationError(ConversationError):
+    """A conversation message belongs to another conversation or another peer key
+    (section 5.9, step 7)."""
+
+
+class ReplayError(ConversationError):
+    """A conversation message repeats a sequence number already read (section 5.9, step 8)."""

@@ -7,6 +7,8 @@ A UTF-8 JSON object, the same from both ends:
      "server": "https://host"}          # optional: where the inbox lives
 
 The public key is stored for the reader's convenience and must match the secret key.
+A sender's reply key file (SPEC 6, "The conversation member") adds
+`"conversation": {"with": "<inbox key>", "id": "<conversation id>"}`.
 """
 
 import json
@@ -15,18 +17,28 @@ from dataclasses import dataclass
 
 from secretlink.crypto.b64 import b64decode, b64encode
 from secretlink.crypto.errors import EncodingError, InvalidKeyError, KeyFileError
-from secretlink.crypto.keys import KeyPair, keypair_from_secret
+from secretlink.crypto.keys import KeyPair, decode_public_key, keypair_from_secret
 from secretlink.crypto.origin import InvalidOriginError, canonical_origin
 
 KEY_FILE_FORMAT = "secretlink-key"
 KEY_FILE_VERSION = 1
 MAX_KEY_FILE_BYTES = 4096
+CONVERSATION_ID_BYTES = 16
+
+
+@dataclass(frozen=True)
+class ConversationRef:
+    """Which conversation a reply key belongs to: the inbox key it talks to, and the id."""
+
+    inbox_key: bytes
+    conversation_id: bytes
 
 
 @dataclass(frozen=True)
 class KeyFile:
     keypair: KeyPair
     server: str | None = None
+    conversation: ConversationRef | None = None
 
 
 def dump_key_file(key_file: KeyFile) -> str:
@@ -38,6 +50,11 @@ def dump_key_file(key_file: KeyFile) -> str:
     }
     if key_file.server:
         document["server"] = key_file.server
+    if key_file.conversation:
+        document["conversation"] = {
+            "with": b64encode(key_file.conversation.inbox_key),
+            "id": b64encode(key_file.conversation.conversation_id),
+        }
     return json.dumps(document, indent=2) + "\n"
 
 
@@ -84,16 +101,18 @@ def _nesting(text: str) -> int:
     return deepest
 
 
-def _parse(data: bytes) -> object:
+def parse_strict_json(
+    data: bytes, error: type[Exception] = KeyFileError, what: str = "a secretlink key file"
+) -> object:
     """Strict RFC 8259: no NaN or Infinity, no repeated member names, nesting at most
     MAX_NESTING deep. One UTF-8 byte-order mark is skipped, as browsers' File.text()
-    does."""
+    does. Failures raise `error`, saying the content is not `what`."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise KeyFileError("not a secretlink key file (not UTF-8)") from None
+        raise error(f"not {what} (not UTF-8)") from None
     if _nesting(text) > MAX_NESTING:
-        raise KeyFileError(f"not a secretlink key file (nested over {MAX_NESTING} deep)")
+        raise error(f"not {what} (nested over {MAX_NESTING} deep)")
     try:
         return json.loads(
             text,
@@ -101,9 +120,9 @@ def _parse(data: bytes) -> object:
             object_pairs_hook=_unique_members,
         )
     except _NotStrictJson as exc:
-        raise KeyFileError(f"not a secretlink key file ({exc})") from None
+        raise error(f"not {what} ({exc})") from None
     except ValueError:
-        raise KeyFileError("not a secretlink key file (not JSON)") from None
+        raise error(f"not {what} (not JSON)") from None
 
 
 def load_key_file(data: bytes | str) -> KeyFile:
@@ -111,7 +130,12 @@ def load_key_file(data: bytes | str) -> KeyFile:
         data = data.encode("utf-8", "surrogatepass")  # a lone surrogate then fails to decode
     if len(data) > MAX_KEY_FILE_BYTES:
         raise KeyFileError("key file is too large to be a secretlink key file")
-    document = _parse(data)
+    return key_file_from_document(parse_strict_json(data))
+
+
+def key_file_from_document(document: object) -> KeyFile:
+    """Rules 3 to 12 of SPEC section 6, on a parsed key file (also one inside a bundle
+    of a protected key file, section 6a)."""
     if not isinstance(document, dict) or document.get("format") != KEY_FILE_FORMAT:
         raise KeyFileError("not a secretlink key file (format is not secretlink-key)")
     version = document.get("version")
@@ -133,4 +157,26 @@ def load_key_file(data: bytes | str) -> KeyFile:
             "key file's server must be an origin such as https://host or http://host:8000 "
             "(lower case, no path, no default port)"
         )
-    return KeyFile(keypair, server or None)
+    conversation = None
+    if "conversation" in document:
+        conversation = _conversation(document["conversation"], keypair.public_key)
+    return KeyFile(keypair, server or None, conversation)
+
+
+def _conversation(member: object, own_key: bytes) -> ConversationRef:
+    """Rules 10 to 12: an object of exactly `with` (the inbox key) and `id`."""
+    if not isinstance(member, dict) or set(member) != {"with", "id"}:
+        raise KeyFileError("key file's conversation must be an object of exactly `with` and `id`")
+    try:
+        inbox_key = decode_public_key(member["with"])
+    except InvalidKeyError as exc:
+        raise KeyFileError(f"key file's conversation is with a malformed key: {exc}") from None
+    if inbox_key == own_key:
+        raise KeyFileError("key file's conversation is with its own key")
+    try:
+        conversation_id = b64decode(member["id"])
+    except EncodingError:
+        raise KeyFileError("key file's conversation id is not base64url") from None
+    if len(conversation_id) != CONVERSATION_ID_BYTES:
+        raise KeyFileError(f"key file's conversation id is not {CONVERSATION_ID_BYTES} bytes")
+    return ConversationRef(inbox_key, conversation_id)

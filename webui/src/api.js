@@ -16,16 +16,18 @@ export class ApiError extends Error {
 
 const UNREACHABLE = "Could not reach the server. Check your connection and try again.";
 
-export async function request(method, path, { body, token } = {}) {
-  const headers = {};
+// `body` goes as JSON; `bytes` (a piece of an upload) as application/octet-stream.
+export async function request(method, path, { body, bytes, token, headers: extra = {} } = {}) {
+  const headers = { ...extra };
   if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (bytes !== undefined) headers["Content-Type"] = "application/octet-stream";
   if (token) headers.Authorization = `Bearer ${token}`;
   let response;
   try {
     response = await fetch(path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: bytes ?? (body === undefined ? undefined : JSON.stringify(body)),
       credentials: "omit",
       cache: "no-store",
     });
@@ -33,17 +35,39 @@ export async function request(method, path, { body, token } = {}) {
     throw new ApiError(0, "unreachable", UNREACHABLE);
   }
   if (response.status === 204) return null;
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    // A proxy's HTML error page, say: fall through to a generic message.
-  }
-  if (!response.ok) {
-    throw new ApiError(response.status, data?.code ?? "http_error",
-      data?.error ?? `The server answered ${response.status}.`, data);
-  }
+  const data = await jsonOrNull(response);
+  if (!response.ok) throw apiError(response, data);
   return data;
+}
+
+async function jsonOrNull(response) {
+  try {
+    return await response.json();
+  } catch {
+    return null; // a proxy's HTML error page, say: a generic message then
+  }
+}
+
+function apiError(response, data) {
+  return new ApiError(response.status, data?.code ?? "http_error",
+    data?.error ?? `The server answered ${response.status}.`, data);
+}
+
+// A GET whose body is bytes, not JSON: the Response when it is 2xx, an ApiError from
+// the JSON error otherwise.
+async function fetchBlob(path, token) {
+  let response;
+  try {
+    response = await fetch(path, {
+      headers: { Authorization: `Bearer ${token}` },
+      credentials: "omit",
+      cache: "no-store",
+    });
+  } catch {
+    throw new ApiError(0, "unreachable", UNREACHABLE);
+  }
+  if (response.ok) return response;
+  throw apiError(response, await jsonOrNull(response));
 }
 
 // Prove possession of the inbox key and get an access token. The answer is a MAC
@@ -100,5 +124,41 @@ export function inboxSession(keyPair) {
       return { messages, usage };
     },
     deleteMessage: (id) => call("DELETE", `/messages/${encodeURIComponent(id)}`),
+    // An attachment's blob (docs/API.md 4.11) as a streaming Response: the caller reads
+    // its body piece by piece (attachments-view.js), so no file is held whole here.
+    async blob(blobId) {
+      for (let attempt = 0; ; attempt++) {
+        if (!token) token = await getToken(keyPair);
+        try {
+          return await fetchBlob(`${base}/blobs/${encodeURIComponent(blobId)}`, token);
+        } catch (err) {
+          if (attempt === 0 && err.status === 401) {
+            token = null;
+            continue;
+          }
+          throw err;
+        }
+      }
+    },
+    // Inbox settings (docs/API.md, "Inbox settings"; the panel is settings.js).
+    settings: () => call("GET", "/settings"),
+    changeSettings: (changes) => call("PATCH", "/settings", changes),
+    deleteAllMessages: () => call("DELETE", "/messages"),
+    async token() {
+      token ??= await getToken(keyPair);
+      return token;
+    },
+    // Mark this inbox moved on to `next`, another session whose inbox exists: the
+    // request carries both tokens, proving both keys.
+    async rotateTo(next) {
+      const body = { new_public_key: b64encode(next.keyPair.publicKey), new_token: await next.token() };
+      return call("POST", "/rotate", body);
+    },
+    keyPair,
+    notifications: {
+      get: () => call("GET", "/notifications"),
+      save: (settings) => call("PUT", "/notifications", settings),
+      remove: () => call("DELETE", "/notifications"),
+    },
   };
 }

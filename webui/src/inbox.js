@@ -7,14 +7,31 @@ import {
   b64decode,
   b64encode,
   canonicalOrigin,
-  loadKeyFile,
   openEnvelope,
 } from "../../crypto/secretlink.js";
+import { loadReplyKeyFile } from "../../crypto/conversation.js";
 import { inboxSession, request } from "./api.js";
+import { attachmentsOf, renderAttachments } from "./attachments-view.js";
+import { setupBackup } from "./backup.js";
+import "./conversation-backup.js"; // conversations and reply keys travel in key backups
+import {
+  conversationsForExport,
+  forgetConversations,
+  openedPayload,
+  showConversations,
+  showInboxSafetyWords,
+} from "./inbox-conversations.js";
 import { askPersistence, forgetKey, keyFileName, keyFileText, listKeys, loadKey, saveKey } from "./keystore.js";
+import { initSettings, loadSettings } from "./settings.js";
 import { $, copyField, downloadText, element, say } from "./ui.js";
+import { installExport } from "./export.js";
+import { decorateMessage, forgetReadState, messageRemoved, startReading, stopReading } from "./reading.js";
+import { hideShare, showShare } from "./share.js";
+import { reportWipe } from "./wipe.js";
+import { openNotifications } from "./notify.js";
+import { moveFocus } from "./focus.js";
 
-let current = null; // { keyPair, session, publicKey }
+let current = null; // { keyPair, session, publicKey, link, prompt, opened: decrypted messages }
 
 function formatTime(receivedAt) {
   // The server keeps arrival times to the minute, in UTC.
@@ -24,15 +41,21 @@ function formatTime(receivedAt) {
     : date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }
 
+// The text and the files (attachments-view.js shows and saves them, as SPEC 5.10
+// requires of a reader that opts in to field 0x03).
 function decrypt(message) {
   try {
-    return { text: openEnvelope(b64decode(message.ciphertext), current.keyPair.secretKey).text };
+    const payload = openedPayload(message) ??
+      openEnvelope(b64decode(message.ciphertext), current.keyPair.secretKey, { attachments: true });
+    return { text: payload.text, attachments: attachmentsOf(payload) };
   } catch (err) {
     if (!(err instanceof SecretlinkCryptoError)) throw err;
     return { error: `This message could not be decrypted (${err.message}).` };
   }
 }
 
+// A message as decrypted: its server fields plus `text` and `attachments`, or `error`
+// when undecryptable.
 function renderMessage(message) {
   const item = element("li", { "data-id": message.id });
   const header = element("div", { class: "meta" });
@@ -40,24 +63,38 @@ function renderMessage(message) {
   const remove = element("button", { type: "button", class: "secondary delete", "aria-label": "Delete this message" }, "Delete");
   remove.addEventListener("click", () => deleteMessage(message.id, item));
   header.append(remove);
-  const opened = decrypt(message);
-  const body = opened.error
-    ? element("p", { class: "undecryptable" }, opened.error)
-    : element("pre", { class: "text" }, opened.text);
+  const body = message.error
+    ? element("p", { class: "undecryptable" }, message.error)
+    : element("pre", { class: "text" }, message.text);
   item.append(header, body);
+  if (message.attachments?.length) item.append(renderAttachments(message.attachments, current.session));
+  decorateMessage(item, message.text);
   return item;
 }
 
 async function refresh() {
   if (!current) return;
+  // Another inbox may be opened while this one's list is on its way: its answer must
+  // then not be shown under the other inbox's link.
+  const inbox = current;
+  const stillShown = () => current === inbox;
   say("Fetching messages…");
   try {
-    const { messages, usage } = await current.session.allMessages();
-    $("#messages").replaceChildren(...messages.map(renderMessage));
-    $("#empty").hidden = messages.length > 0;
+    const { messages, usage } = await inbox.session.allMessages();
+    if (!stillShown()) return;
+    const { plain, deletedUnread, readIds } = await showConversations(inbox, messages, stillShown);
+    if (!stillShown()) return;
+    inbox.opened = plain.map((message) => ({ ...message, ...decrypt(message) }));
+    await startReading(inbox.publicKey, [...inbox.opened.map((message) => message.id), ...readIds]);
+    if (!stillShown()) return;
+    $("#messages").replaceChildren(...inbox.opened.map(renderMessage));
+    const count = messages.length - deletedUnread;
+    $("#empty").hidden = count > 0;
     showUsage(usage);
-    say(messages.length === 1 ? "1 message." : `${messages.length} messages.`);
+    say((count === 1 ? "1 message." : `${count} messages.`) +
+      (deletedUnread ? ` Deleted unread: ${deletedUnread} of a blocked conversation.` : ""));
   } catch (err) {
+    if (!stillShown()) return;
     say(err.code === "unknown_inbox"
       ? "This server has no inbox for this key (it may have been deleted)."
       : `Could not fetch messages: ${err.message}`, "error");
@@ -94,11 +131,14 @@ async function deleteMessage(id, item) {
   try {
     await current.session.deleteMessage(id);
     item.remove();
+    current.opened = current.opened.filter((message) => message.id !== id);
+    await messageRemoved(id);
     $("#empty").hidden = $("#messages").children.length > 0;
     // Deleting makes room: the usage shown is out of date until the next refresh.
     $("#inbox-full").hidden = true;
     $("#usage").textContent = "";
     say("Message deleted.");
+    moveFocus($("#messages-heading"));
   } catch (err) {
     say(`Could not delete the message: ${err.message}`, "error");
   }
@@ -106,24 +146,34 @@ async function deleteMessage(id, item) {
 
 async function openInbox(keyPair) {
   const publicKey = b64encode(keyPair.publicKey);
-  current = { keyPair, publicKey, session: inboxSession(keyPair) };
+  const link = `${location.origin}/to/${publicKey}`;
+  current = { keyPair, publicKey, link, prompt: "", opened: [], session: inboxSession(keyPair) };
   history.replaceState(null, "", `#${publicKey}`);
   $("#key-file-note").textContent = "";
   $("#inbox").hidden = false;
-  $("#inbox-link").value = `${location.origin}/to/${publicKey}`;
+  $("#inbox-link").value = link;
   $("#messages").replaceChildren();
+  stopReading();
+  $("#conversations").replaceChildren();
+  showInboxSafetyWords(keyPair.publicKey);
   showUsage(null);
+  await loadSettings(); // first: the panel must not show the previous inbox's settings
   try {
     const info = await request("GET", `/api/v1/inboxes/${publicKey}`);
+    current.prompt = info.prompt ?? "";
     $("#inbox-prompt").textContent = info.prompt ? `Prompt: ${info.prompt}` : "";
+    showShare(link, current.prompt);
   } catch (err) {
     $("#inbox-prompt").textContent = "";
+    hideShare();
     say(err.code === "unknown_inbox"
       ? "This server has no inbox for this key (it may have been deleted)."
       : `Could not load the inbox: ${err.message}`, "error");
     return;
   }
   await refresh();
+  moveFocus($("#messages-heading"));
+  await openNotifications(current.session);
 }
 
 async function showStoredInboxes() {
@@ -138,7 +188,7 @@ async function showStoredInboxes() {
     const item = element("li");
     const open = element("button", { type: "button" }, "Open");
     open.addEventListener("click", () => openStored(record.publicKey));
-    const label = record.prompt ? `${record.prompt} — ` : "";
+    const label = `${record.movedTo ? "(moved on) " : ""}${record.prompt ? `${record.prompt} — ` : ""}`;
     item.append(element("span", { class: "key" }, `${label}${record.publicKey.slice(0, 12)}…`), " ", open);
     return item;
   }));
@@ -154,13 +204,20 @@ async function openKeyFile(event) {
     // The bytes, not file.text(): that would drop a byte-order mark from the size and
     // replace invalid UTF-8 instead of refusing it (SPEC section 6). One byte more than
     // the limit is enough to refuse a large file.
+    // A passphrase-protected backup goes to the backup panel, which asks for it.
+    if (await offerBackup(file)) return;
     const head = file.slice(0, MAX_KEY_FILE_BYTES + 1);
-    keyFile = loadKeyFile(new Uint8Array(await head.arrayBuffer()));
+    // As a reader that knows reply key files (SPEC 6): a malformed `conversation` is refused.
+    keyFile = loadReplyKeyFile(new Uint8Array(await head.arrayBuffer()));
   } catch (err) {
     say(`That file is not a usable key file: ${err.message}`, "error");
     return;
   } finally {
     event.target.value = "";
+  }
+  if (keyFile.conversation) {
+    say("That is the reply key file of a conversation you started: open it on the reply page (/reply).", "error");
+    return;
   }
   const keyPair = { publicKey: keyFile.publicKey, secretKey: keyFile.secretKey };
   try {
@@ -200,7 +257,10 @@ async function openStored(publicKey) {
 async function forget() {
   if (!confirm("Forget this inbox's key in this browser? Without a downloaded key file you lose the inbox.")) return;
   await forgetKey(current.publicKey);
+  await forgetReadState(current.publicKey);
   current = null;
+  stopReading();
+  hideShare();
   $("#inbox").hidden = true;
   history.replaceState(null, "", location.pathname);
   await showStoredInboxes();
@@ -216,7 +276,11 @@ async function deleteInbox() {
     return;
   }
   await forgetKey(current.publicKey);
+  await forgetReadState(current.publicKey);
+  await forgetConversations(current.publicKey);
   current = null;
+  stopReading();
+  hideShare();
   $("#inbox").hidden = true;
   await showStoredInboxes();
   say("Inbox deleted. Its link no longer works.");
@@ -229,9 +293,30 @@ $("#download-key").addEventListener("click", () =>
   downloadText(keyFileName(current.keyPair.publicKey), keyFileText(current.keyPair)));
 $("#forget").addEventListener("click", forget);
 $("#delete-inbox").addEventListener("click", deleteInbox);
+installExport(() => current && {
+  publicKey: current.publicKey, link: current.link, prompt: current.prompt, messages: current.opened,
+  conversations: conversationsForExport(),
+});
+initSettings({
+  current: () => current,
+  refresh,
+  // After a rotation: the new inbox joins the list and opens.
+  opened: async (keyPair) => {
+    await showStoredInboxes();
+    await openInbox(keyPair);
+  },
+});
+const offerBackup = setupBackup({
+  current: () => current,
+  onRestored: async (publicKey) => {
+    await showStoredInboxes();
+    await openStored(publicKey);
+  },
+});
 
+const wiped = reportWipe();
 const records = await showStoredInboxes();
-const wanted = location.hash.slice(1);
+const wanted = wiped ? "" : location.hash.slice(1);
 if (wanted && records.some((record) => record.publicKey === wanted)) {
   await openStored(wanted);
 } else if (records.length === 1) {

@@ -4,15 +4,24 @@
 // put in the page.
 
 import {
+  MAX_PADDED,
   MAX_TEXT_BYTES,
   SecretlinkCryptoError,
+  SizeError,
   b64encode,
   decodePublicKey,
   prepareSeal,
 } from "../../crypto/secretlink.js";
+import { MAX_CONVERSATION_TEXT_BYTES } from "../../crypto/conversation.js";
 import { request } from "./api.js";
+import { chosenFiles, clearFiles, prepareFiles, showAttachments, uploadFiles } from "./attach-upload.js";
+import { encodeAttachments } from "../../crypto/attachments.js";
+import { CLOSED, applyInboxState, showClosed, statusOf } from "./sendstate.js";
+import { showSafetyWords } from "./safety.js";
+import { replyWanted, startConversation } from "./send-reply.js";
 import { $, say } from "./ui.js";
 import { solvePuzzle, withWork } from "./work.js";
+import { keepFocus, moveFocus } from "./focus.js";
 
 const encoder = new TextEncoder();
 const keyText = decodeURIComponent(location.pathname.split("/").pop());
@@ -24,13 +33,33 @@ function byteLength(text) {
   return encoder.encode(text).length;
 }
 
+// The space is the payload's, not the text's (SPEC 5.5): the largest payload leaves one
+// byte of the largest bucket for the padding marker. A plain message's payload is its
+// text field; one that lets the recipient reply carries an empty text field and the
+// conversation field, whose fixed part takes more. Either way the difference between
+// the largest payload and the largest text is exactly what the other bytes take.
+const MAX_PAYLOAD = MAX_PADDED - 1;
+
+function payloadBytes(text) {
+  const maxText = replyWanted() ? MAX_CONVERSATION_TEXT_BYTES : MAX_TEXT_BYTES;
+  return byteLength(text) + (MAX_PAYLOAD - maxText);
+}
+
+// A share of the space, not a count of bytes left: an Arabic letter takes two bytes
+// and an emoji four, so "n bytes left" says nothing a writer can use, and a count of
+// characters would be untrue. Rounded down, so 100 % means full, never nearly.
 function showSize() {
-  const used = byteLength(textarea.value);
+  const used = payloadBytes(textarea.value);
+  const share = (100 * used) / MAX_PAYLOAD;
+  const tooLong = used > MAX_PAYLOAD;
+  const meter = $("#space");
+  meter.value = Math.min(share, 100);
+  meter.setAttribute("aria-valuetext", tooLong ? "over 100 % used" : `${Math.floor(share)} % used`);
   const size = $("#size");
-  size.textContent = used > MAX_TEXT_BYTES
-    ? `Too long by ${used - MAX_TEXT_BYTES} bytes (the limit is ${MAX_TEXT_BYTES}).`
-    : `${MAX_TEXT_BYTES - used} bytes left.`;
-  size.dataset.kind = used > MAX_TEXT_BYTES ? "error" : "info";
+  size.textContent = tooLong
+    ? "Too long: over 100 % used. Shorten the message to send it."
+    : `${Math.floor(share)} % used`;
+  size.dataset.kind = tooLong ? "error" : "info";
 }
 
 // Progress is shown only while a sender is waiting for the work (see `waiting`).
@@ -97,8 +126,9 @@ function takeSeal() {
 // in a flood) carries a fresh puzzle: solve it and send the same ciphertext again.
 const RETRY_WITH_NEW_PUZZLE = new Set(["puzzle_expired", "puzzle_used", "bad_puzzle"]);
 
-async function postMessage(ciphertext) {
-  const send = (fields) => request("POST", `${base}/messages`, { body: { ciphertext, ...fields } });
+async function postMessage(ciphertext, attachments = []) {
+  const listed = attachments.length ? { attachments } : {};
+  const send = (fields) => request("POST", `${base}/messages`, { body: { ciphertext, ...listed, ...fields } });
   for (let attempt = 0; ; attempt++) {
     waiting = true;
     const { puzzle, solution } = await takeProof();
@@ -127,17 +157,35 @@ const SEND_ERRORS = {
   rate_limited: "Too many messages right now (from your network, to this inbox, or to this server). Your message was not sent; wait a minute and try again.",
   too_large: "The message is too long for this server. Your message was not sent.",
   unreachable: "Could not reach the server. Your message was not sent; try again.",
+  inbox_paused: "This inbox is not taking messages right now: its owner has paused it. Your message was not sent; try again later.",
+  inbox_moved: "This inbox has moved on: its owner no longer takes messages at this link. Your message was not sent.",
+  inbox_disabled: "This inbox is not available. Your message was not sent.",
+  hourly_cap_reached: "This inbox takes only so many messages an hour, and has had that many. Your message was not sent; try again later.",
 };
 
 async function send(event) {
   event.preventDefault();
   const text = textarea.value;
-  if (text.trim() === "") {
+  const files = chosenFiles();
+  if (text.trim() === "" && !files.length) {
     say("Write a message first.", "error");
+    moveFocus(textarea);
     return;
   }
-  if (byteLength(text) > MAX_TEXT_BYTES) {
-    say(`The message is too long: at most ${MAX_TEXT_BYTES} bytes.`, "error");
+  if (payloadBytes(text) > MAX_PAYLOAD) {
+    say("The message is too long: it takes over 100 % of the space. Shorten it to send it.", "error");
+    moveFocus(textarea);
+    return;
+  }
+  if (files.length && replyWanted()) {
+    say("Files cannot go with a reply request (a conversation carries text only): send them in a message of their own.", "error");
+    return;
+  }
+  let entries = [];
+  try {
+    entries = prepareFiles(files);
+  } catch (err) {
+    say(`${err.message} Nothing was sent.`, "error");
     return;
   }
   button.disabled = true;
@@ -145,30 +193,50 @@ async function send(event) {
   // User Timing: lets benchmarks (and anyone's devtools) see how long a send takes.
   performance.mark("secretlink:send:start");
   try {
-    const ciphertext = b64encode(takeSeal().seal(text));
+    const reply = replyWanted() ? await startConversation(decodePublicKey(keyText), text, say) : null;
+    // Sealed before any upload: a text and file list too long for one envelope is
+    // refused before a byte of a file goes.
+    const message = reply ? reply.message
+      : entries.length ? { text, attachmentsField: encodeAttachments(entries) } : text;
+    const ciphertext = b64encode(takeSeal().seal(message));
     performance.measure("secretlink:send:seal", "secretlink:send:start");
-    await postMessage(ciphertext);
+    const blobIds = entries.length ? await uploadFiles(base, files, entries) : [];
+    await postMessage(ciphertext, blobIds);
+    if (reply) await reply.sent();
     performance.measure("secretlink:send", "secretlink:send:start");
     textarea.value = "";
+    clearFiles();
     showSize();
-    say("Sent. Only the owner of this inbox can read it.", "success");
+    say(reply
+      ? "Sent. Only the owner of this inbox can read it. Keep the reply link below to read the answers."
+      : "Sent. Only the owner of this inbox can read it.", "success");
+    moveFocus(reply ? $("#reply-ready h2") : $("#status"));
   } catch (err) {
-    if (err instanceof SecretlinkCryptoError) {
+    if (err instanceof SizeError && entries.length) {
+      say("The text and the list of files do not fit in one message: shorten the text. Nothing was sent.", "error");
+    } else if (err instanceof SecretlinkCryptoError) {
       say(`This link's key is not usable (${err.message}). Nothing was sent.`, "error");
     } else {
       say(SEND_ERRORS[err.code] ?? `${err.message} Your message was not sent.`, "error");
+      // Closed since the page opened: the notice shows, the sender's text stays.
+      if (CLOSED.has(err.code)) showClosed(statusOf(err.code), { keepForm: true });
     }
   } finally {
     waiting = false;
     workNote = "Proving this is not spam (a short computation)…";
     button.disabled = false;
+    keepFocus(button);
     prepareAhead(); // for a next message
   }
 }
 
 form.addEventListener("submit", send);
 textarea.addEventListener("input", showSize);
+$("#want-reply")?.addEventListener("change", showSize); // a reply key takes room too
 // Start the work ahead once someone begins to write, not for every visitor.
 textarea.addEventListener("focus", prepareAhead, { once: true });
 textarea.addEventListener("input", prepareAhead, { once: true });
 showSize();
+// Paused, moved on or unavailable: a notice, not the form; files if the inbox takes them.
+applyInboxState(keyText, showAttachments);
+showSafetyWords($("#inbox-safety-words"), keyText);

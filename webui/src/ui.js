@@ -2,9 +2,12 @@
 
 export const $ = (selector) => document.querySelector(selector);
 
+// The page's status line is a polite live region (role=status): screen readers read
+// each change when they are idle. An error goes in as an alert inside it, read at once.
 export function say(message, kind = "info") {
   const status = $("#status");
-  status.textContent = message;
+  if (kind === "error") status.replaceChildren(element("span", { role: "alert" }, message));
+  else status.textContent = message;
   status.dataset.kind = kind;
 }
 
@@ -26,8 +29,8 @@ export async function copyField(input, button) {
   setTimeout(() => (button.textContent = "Copy"), 2500);
 }
 
-export function downloadText(filename, text) {
-  const url = URL.createObjectURL(new Blob([text], { type: "application/json" }));
+export function downloadText(filename, text, type = "application/json") {
+  const url = URL.createObjectURL(new Blob([text], { type }));
   const link = element("a", { href: url, download: filename });
   document.body.append(link);
   link.click();

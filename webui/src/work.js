@@ -3,33 +3,13 @@
 // page (one puzzle to create an inbox). The hash itself is in pow.js.
 
 import { MAX_POW_BITS } from "./pow.js";
+import { verifiedWorkerUrl } from "./verified-worker.js";
 
-// The worker's code is fetched with the integrity hash the page names (browsers
-// check no integrity for `new Worker(url)`), then started from that verified copy.
-// Trusted Types (required by the CSP) let a script URL through only via a policy;
-// this one accepts nothing but the blob made here from the verified bytes.
-let workerUrl = null;
-async function verifiedWorkerUrl() {
-  if (workerUrl) return workerUrl;
+// The worker starts only from bytes that match the page's integrity hash.
+function powWorkerUrl() {
   const holder = document.querySelector("[data-pow-worker]");
-  const source = new URL(holder?.dataset.powWorker ?? "", location.href);
-  if (source.origin !== location.origin || !source.pathname.startsWith("/static/build/pow-worker.js")) {
-    throw new Error("The page names an unexpected worker script.");
-  }
-  let response;
-  try {
-    response = await fetch(source, { integrity: holder.dataset.powWorkerIntegrity, credentials: "omit" });
-  } catch {
-    throw new Error("The anti-spam script could not be loaded or failed its integrity check.");
-  }
-  if (!response.ok) throw new Error(`The anti-spam script could not be loaded (${response.status}).`);
-  const blobUrl = URL.createObjectURL(new Blob([await response.arrayBuffer()], { type: "text/javascript" }));
-  workerUrl = window.trustedTypes
-    ? trustedTypes
-      .createPolicy("secretlink-worker", { createScriptURL: (value) => (value === blobUrl ? value : null) })
-      .createScriptURL(blobUrl)
-    : blobUrl;
-  return workerUrl;
+  return verifiedWorkerUrl("pow-worker", holder?.dataset.powWorker, holder?.dataset.powWorkerIntegrity,
+    "The anti-spam script");
 }
 
 // Solve `{ puzzle, difficulty }` as the server sent it; progress(percent) now and then
@@ -41,7 +21,7 @@ export async function solvePuzzle({ puzzle, difficulty }, progress = () => {}) {
   }
   if (difficulty === 0) return 0; // the gate is off on this server
   const expected = 2 ** difficulty;
-  const url = await verifiedWorkerUrl();
+  const url = await powWorkerUrl();
   return new Promise((resolve, reject) => {
     const worker = new Worker(url);
     worker.onmessage = ({ data }) => {

@@ -1,0 +1,1 @@
+"""Running the service: `secretlink serve` (granian and the ASGI body layer), TLS, logs."""

@@ -1,0 +1,2 @@
+"""What the server keeps: the database models, migrations, quotas, the group-commit
+writer, retention and backups."""

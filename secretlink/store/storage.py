@@ -1,0 +1,418 @@
+"""Everything the server keeps, and the only module that reads or writes its rows.
+
+What is stored: inboxes (public key, optional prompt, creation day), messages
+(random id, inbox, arrival time rounded down to the minute, envelope bytes), and
+spent single-use nonces (challenges, puzzles) until they expire. No IP addresses,
+no user agents, no plaintext. Every method is one transaction: it commits whole or
+not at all.
+
+No stored value is finer than the minute (docs/THREAT-MODEL.md): arrival times are
+rounded down, and a spent nonce's expiry is rounded *up* to the minute, so that a
+purge never forgets a nonce while its puzzle or challenge could still be used. A
+spent nonce is stored as a hash, in a table kept in the hash's order (SQLite:
+WITHOUT ROWID), so neither its key nor its place says when it was spent or links
+it to a message.
+The models here describe the tables; the migrations in secretlink/store/migrations make them.
+"""
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from nacl.encoding import RawEncoder
+from nacl.hash import blake2b
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    bindparam,
+    case,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+from secretlink.store import migrate
+from secretlink.store.database import make_engine
+from secretlink.store.group_commit import STORED, UNKNOWN_INBOX, GroupCommit
+from secretlink.store.quotas import NO_MORE_INBOXES, QuotaExceeded, QuotaGate, Quotas, Usage
+
+# Constraint names are part of the schema that migrations alter, so they must not be
+# left to each database. These are PostgreSQL's own defaults, which is also what a
+# database made by create_all before migrations existed carries on PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "pk": "%(table_name)s_pkey",
+    "uq": "%(table_name)s_%(column_0N_name)s_key",
+    "fk": "%(table_name)s_%(column_0N_name)s_fkey",
+    "ck": "%(table_name)s_%(column_0N_name)s_check",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class InboxRow(Base):
+    __tablename__ = "inboxes"
+
+    public_key: Mapped[str] = mapped_column(String(43), primary_key=True)
+    prompt: Mapped[str] = mapped_column(Text, default="")
+    created_on: Mapped[datetime] = mapped_column(DateTime)
+    # What the inbox holds, kept with every insert and delete (secretlink/store/quotas.py).
+    message_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class InstanceUsageRow(Base):
+    """One row (id 1): the envelope bytes the whole instance holds."""
+
+    __tablename__ = "instance_usage"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class MessageRow(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_inbox_seq", "inbox_key", "seq"),
+        # The proof-of-work load is counted from the last two minutes of arrivals.
+        Index("ix_messages_received_at_inbox_key", "received_at", "inbox_key"),
+    )
+
+    # seq is the internal order only; clients see the random id. It is one counter
+    # for the instance, so it (like the rows' physical order) tells which message
+    # arrived first, never when: docs/THREAT-MODEL.md, "What a database copy shows".
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True)
+    inbox_key: Mapped[str] = mapped_column(
+        String(43), ForeignKey("inboxes.public_key", ondelete="CASCADE")
+    )
+    received_at: Mapped[datetime] = mapped_column(DateTime)
+    envelope: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class UsedNonceRow(Base):
+    __tablename__ = "used_nonces"
+    # Rows live in the order of their (hashed, random) key, not of their insertion.
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    nonce: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+USAGE_QUERY = select(
+    InboxRow.message_count,
+    InboxRow.stored_bytes,
+    select(InstanceUsageRow.stored_bytes).where(InstanceUsageRow.id == 1).scalar_subquery(),
+).where(InboxRow.public_key == bindparam("inbox"))
+
+
+@dataclass(frozen=True)
+class Inbox:
+    public_key: str
+    prompt: str
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: str
+    received_at: datetime
+    envelope: bytes
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def coarse(moment: datetime) -> datetime:
+    """Arrival times are kept to the minute: enough to sort a reading, less to correlate."""
+    return moment.replace(second=0, microsecond=0)
+
+
+def minute_up(moment: datetime) -> datetime:
+    """`moment` rounded up to the next whole minute (unchanged if it is one)."""
+    floor = coarse(moment)
+    return floor if floor == moment else floor + timedelta(minutes=1)
+
+
+SPENT_NONCE_PURPOSE = b"secretlink/v1/spent-nonce\x00"
+
+
+def spent_nonce_key(nonce: bytes) -> bytes:
+    """What is stored for a spent nonce: a hash, the same length whatever it spent."""
+    return blake2b(SPENT_NONCE_PURPOSE + nonce, digest_size=32, encoder=RawEncoder)
+
+
+def new_message_row(public_key: str, envelope: bytes) -> dict:
+    """A message as stored: a random id, and only the minute it arrived."""
+    return {
+        "id": secrets.token_urlsafe(16),
+        "inbox_key": public_key,
+        "received_at": coarse(utcnow()),
+        "envelope": envelope,
+    }
+
+
+class Storage:
+    def __init__(self, engine: Engine, quotas: Quotas | None = None):
+        self.engine = engine
+        self._session = sessionmaker(engine, expire_on_commit=False)
+        self._gate = QuotaGate(
+            engine.dialect, InboxRow.__table__, InstanceUsageRow.__table__, quotas or Quotas()
+        )
+        self._group_commit = GroupCommit(engine, MessageRow.__table__, admit=self._gate.admit)
+
+    @property
+    def quotas(self) -> Quotas:
+        return self._gate.quotas
+
+    @classmethod
+    def from_url(cls, database_url: str, quotas: Quotas | None = None) -> "Storage":
+        return cls(make_engine(database_url), quotas)
+
+    def create_schema(self) -> None:
+        """Bring the schema to the newest revision (the migrations own it, not the models)."""
+        # The same engine, not its URL: SQLite's PRAGMAs apply, and an in-memory
+        # database is the one this Storage reads.
+        migrate.upgrade_engine(self.engine)
+
+    # ---- inboxes ----
+
+    def save_inbox(self, public_key: str, prompt: str) -> bool:
+        """Create the inbox or update its prompt; True when it was created.
+
+        Two requests creating the same inbox at once both find no row; the second
+        insert then breaks the primary key. That request lost the race, not its
+        inbox: it runs again and finds the row to update (the last prompt wins).
+        """
+        try:
+            return self._create_or_update_inbox(public_key, prompt)
+        except IntegrityError:
+            return self._create_or_update_inbox(public_key, prompt)
+
+    def _create_or_update_inbox(self, public_key: str, prompt: str) -> bool:
+        with self._session.begin() as session:
+            row = session.get(InboxRow, public_key)
+            if row is not None:
+                row.prompt = prompt
+                return False
+            cap = self.quotas.instance_inboxes
+            # Counted in the creating transaction: concurrent creations can pass the
+            # cap by at most the number in flight at once (documented in DEPLOY).
+            if cap and session.scalar(select(func.count()).select_from(InboxRow)) >= cap:
+                raise QuotaExceeded(NO_MORE_INBOXES)
+            session.add(
+                InboxRow(
+                    public_key=public_key,
+                    prompt=prompt,
+                    created_on=utcnow().replace(hour=0, minute=0, second=0, microsecond=0),
+                )
+            )
+        return True
+
+    def get_inbox(self, public_key: str) -> Inbox | None:
+        with self._session() as session:
+            row = session.get(InboxRow, public_key)
+            return Inbox(row.public_key, row.prompt) if row else None
+
+    def usage(self, public_key: str) -> Usage | None:
+        """What the inbox and the instance hold; None if there is no such inbox.
+
+        Asked on every message sent, so through Core, not an ORM session (a quarter
+        of the time).
+        """
+        with self.engine.connect() as connection:
+            found = connection.execute(USAGE_QUERY, {"inbox": public_key}).first()
+            return Usage(*found) if found else None
+
+    def delete_inbox(self, public_key: str) -> bool:
+        """Delete the inbox whatever its settings (the owner's path goes through
+        InboxSettingsStore.delete_by_owner, which refuses a disabled one)."""
+        with self._session.begin() as session:
+            return _delete_inbox(session, public_key)
+
+    # ---- messages ----
+
+    def add_message(self, public_key: str, envelope: bytes) -> str | None:
+        """Store an envelope durably; return its new id, or None if the inbox does not exist.
+
+        Concurrent calls are committed together (secretlink.store.group_commit).
+        Raises QuotaExceeded when the inbox or the instance has no room for it.
+        """
+        row = new_message_row(public_key, envelope)
+        message_id = row["id"]
+        outcome = self._group_commit.insert(row)
+        if outcome == STORED:
+            return message_id
+        if outcome == UNKNOWN_INBOX:
+            return None
+        raise QuotaExceeded(outcome)
+
+    def insert_message(self, connection, public_key: str, envelope: bytes) -> str | None:
+        """Store an envelope inside the caller's transaction (for a message whose blobs
+        are linked in the same one: secretlink.store.blobs); its id, or None if the
+        inbox does not exist. Raises QuotaExceeded as add_message does."""
+        row = new_message_row(public_key, envelope)
+        message_id = row["id"]
+        cursor = connection.connection.dbapi_connection.cursor()
+        try:
+            [outcome] = self._gate.admit(cursor, [row])
+        finally:
+            cursor.close()
+        if outcome == UNKNOWN_INBOX:
+            return None
+        if outcome != STORED:
+            raise QuotaExceeded(outcome)
+        connection.execute(MessageRow.__table__.insert().values(**row))
+        return message_id
+
+    def list_messages(
+        self, public_key: str, limit: int, before: str | None = None
+    ) -> list[StoredMessage] | None:
+        """Newest first, `limit` at most, older than message `before` (keyset paging).
+
+        Returns None when `before` names no message of this inbox.
+        """
+        with self._session() as session:
+            query = select(MessageRow).where(MessageRow.inbox_key == public_key)
+            if before is not None:
+                anchor = session.scalar(
+                    select(MessageRow.seq).where(
+                        MessageRow.id == before, MessageRow.inbox_key == public_key
+                    )
+                )
+                if anchor is None:
+                    return None
+                query = query.where(MessageRow.seq < anchor)
+            rows = session.scalars(query.order_by(MessageRow.seq.desc()).limit(limit))
+            return [StoredMessage(r.id, r.received_at, r.envelope) for r in rows]
+
+    def delete_message(self, public_key: str, message_id: str) -> bool:
+        with self._session.begin() as session:
+            size = session.scalar(
+                delete(MessageRow)
+                .where(MessageRow.id == message_id, MessageRow.inbox_key == public_key)
+                .returning(func.length(MessageRow.envelope))
+            )
+            if size is None:
+                return False
+            _release(session, {public_key: (1, size)})
+            return True
+
+    def purge_messages(self, received_before: datetime) -> int:
+        """Delete the messages that arrived before that moment; how many there were."""
+        with self._session.begin() as session:
+            deleted = session.execute(
+                delete(MessageRow)
+                .where(MessageRow.received_at < received_before)
+                .returning(MessageRow.inbox_key, func.length(MessageRow.envelope))
+            ).all()
+            freed: dict[str, tuple[int, int]] = {}
+            for inbox, size in deleted:
+                count, total = freed.get(inbox, (0, 0))
+                freed[inbox] = (count + 1, total + size)
+            _release(session, freed)
+            return len(deleted)
+
+    def arrivals_since(self, public_key: str, since: datetime) -> dict[datetime, tuple[int, int]]:
+        """Messages stored per minute from `since` on: minute -> (for this inbox, in all).
+
+        The proof of work's load (secretlink.web.pow) is read from here, so every worker
+        and machine sharing the database sees the same count, at no extra write.
+        """
+        for_inbox = func.sum(case((MessageRow.inbox_key == public_key, 1), else_=0))
+        query = (
+            select(MessageRow.received_at, for_inbox, func.count())
+            .where(MessageRow.received_at >= since)
+            .group_by(MessageRow.received_at)
+        )
+        with self.engine.connect() as connection:
+            return {
+                minute: (int(inbox or 0), int(total))
+                for minute, inbox, total in connection.execute(query)
+            }
+
+    # ---- single-use challenges ----
+
+    def use_nonce(self, nonce: bytes, expires_at: datetime) -> bool:
+        """Record a nonce as spent until `expires_at`; False if it was spent before.
+
+        The expiry is kept rounded up to the minute: a little longer than needed,
+        never shorter, and it no longer tells the second the nonce was issued.
+        """
+        try:
+            with self._session.begin() as session:
+                session.execute(delete(UsedNonceRow).where(UsedNonceRow.expires_at < utcnow()))
+                session.add(
+                    UsedNonceRow(nonce=spent_nonce_key(nonce), expires_at=minute_up(expires_at))
+                )
+        except IntegrityError:
+            return False
+        return True
+
+
+def _delete_inbox(session, public_key: str) -> bool:
+    """Delete the inbox, its messages and (by cascade) its other rows; False if none."""
+    # Locks in the quotas' order: message rows, the inbox row, the instance row.
+    # The inbox's counter, read as the row goes, covers every message it had.
+    session.execute(delete(MessageRow).where(MessageRow.inbox_key == public_key))
+    freed = session.scalar(
+        delete(InboxRow).where(InboxRow.public_key == public_key).returning(InboxRow.stored_bytes)
+    )
+    if freed is None:
+        return False
+    _release_instance(session, freed)
+    return True
+
+
+def _release(session, freed: dict[str, tuple[int, int]]) -> None:
+    """Take deleted messages off the counters: {inbox: (messages, bytes)}.
+
+    Inboxes in key order, then the instance: the order secretlink.store.quotas locks in.
+    """
+    for inbox in sorted(freed):
+        count, size = freed[inbox]
+        session.execute(
+            update(InboxRow)
+            .where(InboxRow.public_key == inbox)
+            .values(
+                message_count=InboxRow.message_count - count,
+                stored_bytes=InboxRow.stored_bytes - size,
+            )
+        )
+    _release_instance(session, sum(size for _, size in freed.values()))
+
+
+def _release_instance(session, size: int) -> None:
+    if size:
+        session.execute(
+            update(InstanceUsageRow)
+            .where(InstanceUsageRow.id == 1)
+            .values(stored_bytes=InstanceUsageRow.stored_bytes - size)
+        )
+
+
+def received_at_text(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%MZ")
+
+
+def expiry(seconds: int) -> datetime:
+    return utcnow() + timedelta(seconds=seconds)
+
+
+# The notifier's tables live with its code; importing them puts them on Base.metadata,
+# which the migrations are checked against.
+from secretlink.notify import tables as _notify_tables  # noqa: E402, F401
+from secretlink.store import blobs as _blobs  # noqa: E402, F401

@@ -1,0 +1,247 @@
+"""Rate limits that never learn who the client is.
+
+A client is known to the limiter only as a keyed hash of its address (IPv6 grouped
+by /64, since one host usually holds a whole /64). The hashing key rotates every
+hour and lives only in memory or, with SECRETLINK_REDIS_URL, in Redis (for two
+hours), so that all workers and machines agree on it. Nothing reaches the database
+or the logs (Flask-Limiter's refusal lines name the hashed client, so they are
+logged only at DEBUG: see secretlink/ops/logs.py); someone who copies Redis within
+those two hours could test guessed addresses against the counters, never list
+them. A new key also starts each client afresh, so an hourly limit can let through
+up to twice its count around a rotation. With the limits switched off there is no
+limiter at all. Tor exits and large proxies merge many people into one "client";
+onion visitors on the onion listener are told apart by tor circuit instead.
+
+Two kinds of counter, so that nobody can spend a budget that is not theirs:
+
+- A client's own budget (Flask-Limiter, around the view) is counted on entry, for
+  every request, whatever happens next: junk costs its sender.
+- The shared budgets, per inbox and for the whole instance (`Budgets`), are counted
+  only for work done: a message when it has been accepted and stored, an owner's
+  request once its token has verified. Their keys are inbox keys that passed every
+  check, never text copied from a URL, so made-up paths create no counters.
+"""
+
+import ipaddress
+import math
+import secrets
+import threading
+import time
+from collections.abc import Callable
+
+from flask import Flask, current_app, jsonify, request
+from flask_limiter import Limiter
+from limits import RateLimitItem, parse_many
+from limits.strategies import RateLimiter
+from nacl.encoding import HexEncoder
+from nacl.hash import blake2b
+
+from secretlink.ops import logs
+from secretlink.web import onion
+from secretlink.web.errors import ApiError
+
+ROTATE_SECONDS = 3600
+CLIENT_KEY_PURPOSE = b"secretlink/v1/client-rate-key"
+
+
+def network_of(address: str) -> str:
+    """The unit a limit applies to: one IPv4 address, or one IPv6 /64."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+class RotatingKey:
+    """The current hashing key: random, per hour, shared through Redis when there is one."""
+
+    def __init__(self, redis_url: str | None):
+        self.redis = None
+        if redis_url:
+            import redis
+
+            self.redis = redis.Redis.from_url(redis_url)
+        self._lock = threading.Lock()
+        self._period = -1
+        self._key = b""
+
+    def current(self) -> bytes:
+        period = int(time.time()) // ROTATE_SECONDS
+        with self._lock:
+            if period != self._period:
+                self._key = self._fetch(period)
+                self._period = period
+            return self._key
+
+    def _fetch(self, period: int) -> bytes:
+        fresh = secrets.token_bytes(32)
+        if self.redis is None:
+            return fresh
+        name = f"secretlink:client-key:{period}"
+        # The first worker to ask sets it; everyone reads the same value back.
+        self.redis.set(name, fresh, nx=True, ex=2 * ROTATE_SECONDS)
+        return self.redis.get(name) or fresh
+
+
+def client_key() -> str:
+    rotating: RotatingKey = current_app.extensions["secretlink.client_key"]
+    # An onion request is known by its tor circuit: every onion client has the same
+    # address, the local tor daemon's (secretlink/web/onion.py).
+    circuit = onion.onion_circuit()
+    network = ("circuit " + circuit if circuit else network_of(request.remote_addr or "")).encode()
+    digest = blake2b(
+        CLIENT_KEY_PURPOSE + b"\x00" + network,
+        key=rotating.current(),
+        digest_size=16,
+        encoder=HexEncoder,
+    )
+    return "client:" + digest.decode()
+
+
+def limit(setting: str, key_func: Callable[[], str], scope: str):
+    """A rule: the limit string is read from the settings when a request is made."""
+    return setting, key_func, scope
+
+
+# The clients' own budgets, counted on entry: endpoint -> rules, every rule must hold.
+RULES = {
+    "messages.post_message": [limit("rate_limit_client", client_key, "send-client")],
+    "messages.create_puzzle": [limit("rate_limit_client", client_key, "puzzle-client")],
+    "inboxes.create_inbox_puzzle": [limit("rate_limit_client", client_key, "puzzle-client")],
+    "attachments.upload_puzzle": [limit("rate_limit_client", client_key, "puzzle-client")],
+    # Starting an upload counts as a sending attempt; its pieces carry a capability.
+    "attachments.start_upload": [limit("rate_limit_client", client_key, "send-client")],
+    "auth.create_challenge": [limit("rate_limit_auth", client_key, "auth")],
+    "auth.create_token": [limit("rate_limit_auth", client_key, "auth")],
+}
+
+
+def install(app: Flask) -> Limiter | None:
+    """Give this app its own limiter (its own counters) and wrap the limited views.
+
+    With the limits switched off there is no limiter at all: the views stay as they
+    are and no request pays for Flask-Limiter's hooks. The rotating key is made either
+    way, since the health check pings Redis through it.
+    """
+    settings = app.config["SECRETLINK"]
+    app.extensions["secretlink.client_key"] = RotatingKey(settings.redis_url)
+    logs.quiet_limiter_log(settings.log_level)
+    if not settings.rate_limits_enabled:
+        return None
+    limiter = Limiter(
+        key_func=client_key,
+        app=app,
+        storage_uri=settings.redis_url or "memory://",
+        strategy="moving-window",
+        headers_enabled=True,
+        key_prefix="secretlink",
+    )
+    for endpoint, rules in RULES.items():
+        view = app.view_functions[endpoint]
+        for setting, key_func, scope in rules:
+            value = getattr(settings, setting)
+            view = limiter.shared_limit(value, scope=scope, key_func=key_func)(view)
+        app.view_functions[endpoint] = view
+    # The wrapped views refer to the limiter weakly: the app must hold it.
+    app.extensions["secretlink.limiter"] = limiter
+    # The shared budgets count in the same storage (memory, or Redis for everyone).
+    app.extensions["secretlink.budgets"] = Budgets(limiter.limiter, settings)
+    app.register_error_handler(RateLimited, _rate_limited_answer)
+    return limiter
+
+
+def _rate_limited_answer(error: "RateLimited"):
+    response = jsonify(error=error.message, code=error.code)
+    response.status_code = error.status
+    response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+# ---- shared budgets: per inbox and instance-wide, charged for work done ----
+
+
+class Budgets:
+    """Counters that strangers cannot spend for others.
+
+    Messages: `check_message` before the puzzle is spent (it counts nothing), then
+    `charge_message` once the message is stored. Requests answered between the two
+    are not counted yet, so concurrent senders can overshoot a window by at most the
+    number of messages being accepted at that moment: one per request the instance
+    handles at once (SECRETLINK_WORKERS x SECRETLINK_THREADS per `serve` process).
+    Owners: `charge_owner` right after the token verifies, counted whatever follows.
+    """
+
+    def __init__(self, strategy: RateLimiter, settings):
+        self._strategy = strategy
+        self._inbox = parse_many(settings.rate_limit_inbox)
+        self._instance = parse_many(settings.rate_limit_global)
+        self._owner = {
+            "read": parse_many(settings.rate_limit_owner_read),
+            "write": parse_many(settings.rate_limit_owner_write),
+        }
+
+    def _message_rules(self, public_key: str):
+        yield from ((item, ("inbox:" + public_key, "send-inbox")) for item in self._inbox)
+        yield from ((item, ("instance", "send-global")) for item in self._instance)
+
+    def check_message(self, public_key: str) -> None:
+        """429 if this inbox, or the instance, took all the messages its window allows."""
+        for item, ids in self._message_rules(public_key):
+            if not self._strategy.test(item, "secretlink", *ids):
+                who = "this inbox" if ids[1] == "send-inbox" else "this server"
+                reason = f"{who} received too many messages in the last {_period(item)}"
+                self._refuse(item, ids, reason)
+
+    def charge_message(self, public_key: str) -> None:
+        """Count a message that was accepted and stored."""
+        for item, ids in self._message_rules(public_key):
+            self._strategy.hit(item, "secretlink", *ids)
+
+    def charge_owner(self, public_key: str, kind: str) -> None:
+        """Count an owner's request (token verified); 429 once the inbox's window is full."""
+        ids = ("inbox:" + public_key, "owner-" + kind)
+        for item in self._owner[kind]:
+            if not self._strategy.hit(item, "secretlink", *ids):
+                self._refuse(
+                    item, ids, f"too many requests for this inbox in the last {_period(item)}"
+                )
+
+    def _refuse(self, item: RateLimitItem, ids: tuple[str, str], reason: str) -> None:
+        reset = self._strategy.get_window_stats(item, "secretlink", *ids).reset_time
+        retry_after = max(1, math.ceil(reset - time.time()))
+        raise RateLimited(f"{reason}; try again in {retry_after} s", retry_after)
+
+
+class RateLimited(ApiError):
+    """429 from a shared budget, with the seconds until it has room again."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(429, "rate_limited", message)
+        self.retry_after = retry_after
+
+
+def _period(item: RateLimitItem) -> str:
+    unit = item.GRANULARITY.name
+    return unit if item.multiples == 1 else f"{item.multiples} {unit}s"
+
+
+class NoBudgets:
+    """The shared budgets with the rate limits switched off: nothing is counted."""
+
+    def check_message(self, public_key: str) -> None:
+        pass
+
+    def charge_message(self, public_key: str) -> None:
+        pass
+
+    def charge_owner(self, public_key: str, kind: str) -> None:
+        pass
+
+
+def budgets() -> Budgets | NoBudgets:
+    return current_app.extensions.get("secretlink.budgets") or NoBudgets()
