@@ -61,7 +61,8 @@ def make_backup(page, path: Path, everything: bool) -> None:
     open_panel(page)
     page.locator("#backup-estimate").filter(has_text="takes").wait_for()  # before any work
     scope = "Every inbox kept in this browser" if everything else "This inbox"
-    page.get_by_label(scope).check()
+    # exact: the attachments setting's label also speaks of "this inbox's space"
+    page.get_by_role("radio", name=scope, exact=True).check()
     page.get_by_label("Passphrase (at least 10 characters)").fill(PASSPHRASE)
     page.get_by_label("The same passphrase again").fill(PASSPHRASE)
     with page.expect_download() as download:
