@@ -12,131 +12,23 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
+from benchmarks.common import CHROMIUM, CHROMIUM_FLAGS, Result, instance, new_inbox
 from secretlink.client.http import InboxClient
-from secretlink.crypto import b64encode, generate_keypair, seal
+from secretlink.crypto import b64encode, seal
 from secretlink.crypto.envelope import MAX_TEXT_BYTES
 from secretlink.store.storage import Storage, coarse, utcnow
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@dataclass
-class Result:
-    goal: str
-    name: str
-    ratio: float
-    op: str
-    target: float
-    raw: list[str] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        return self.ratio <= self.target if self.op == "<=" else self.ratio >= self.target
-
-    def report(self) -> str:
-        verdict = "PASS" if self.passed else "FAIL"
-        lines = [
-            f"{self.goal} {self.name}: {self.ratio:.2f} (goal {self.op} {self.target}) {verdict}"
-        ]
-        return "\n".join(lines + [f"    {line}" for line in self.raw])
-
-
-# ---- the server under test ----
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Instance:
-    url: str
-    process: subprocess.Popen
-    data_dir: Path
-
-    def rss_kib(self) -> int:
-        """Resident memory of the master and all its workers."""
-        pids = [
-            self.process.pid,
-            *map(
-                int,
-                subprocess.run(
-                    ["pgrep", "-P", str(self.process.pid)],
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                ).stdout.split(),
-            ),
-        ]
-        total = 0
-        for pid in pids:
-            status = Path(f"/proc/{pid}/status").read_text()
-            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
-        return total
-
-
-@contextmanager
-def instance(data_dir: Path, **env: str):
-    port = free_port()
-    environment = {
-        **os.environ,
-        "SECRETLINK_DATA_DIR": str(data_dir),
-        **{f"SECRETLINK_{k.upper()}": v for k, v in env.items()},
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.bench_server", str(port)],
-        cwd=ROOT,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(url + "/healthz", timeout=1).ok:
-                break
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise RuntimeError("benchmark server did not start")
-        time.sleep(0.2)
-    try:
-        yield Instance(url, process, data_dir)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
-
-
-def new_inbox(url: str):
-    keypair = generate_keypair()
-    InboxClient(url, keypair).register("")
-    return keypair
+__all__ = ["GOALS", "Result", "main"]
 
 
 def wrk(url: str, body: str, seconds: int = 8, connections: int = 32) -> dict:
