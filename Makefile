@@ -54,7 +54,7 @@ check-bundles: $(NPM_STAMP)
 bundle-hashes: $(PY_STAMP)
 	$(BIN)/python -m secretlink.web.assets
 
-# Performance goals P1-P5 (docs/PERFORMANCE.md): a few minutes, loopback only.
+# Performance goals P1-P6 (docs/PERFORMANCE.md): several minutes, loopback only.
 bench: install chromium wrk
 	$(BIN)/python -m benchmarks.run
 
