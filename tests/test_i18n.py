@@ -7,6 +7,8 @@ no plain Latin word outside elements marked `translate="no"` (the brand, keys, c
 safety words, the language names, the inbox owner's prompt).
 """
 
+import html
+import json
 import re
 from html.parser import HTMLParser
 from io import BytesIO
@@ -272,3 +274,29 @@ def test_every_template_string_is_translatable(app, client, keypair, tmp_path):
         parser = Untranslated()
         parser.feed(page)
         assert parser.found == [], f"{path}: not translatable: {parser.found}"
+
+
+# ---- the page scripts' catalogue ----
+
+
+def test_page_scripts_get_their_catalogue_as_data_in_the_page(client):
+    """A <meta> attribute of JSON (no inline script: the CSP forbids it), holding the
+    scripts' strings only, plural forms keyed by CLDR category as Intl.PluralRules says."""
+    english = client.get("/inbox").get_data(as_text=True)
+    assert 'name="secretlink-catalogue"' not in english  # the source strings are English
+    page = client.get("/inbox?lang=ar").get_data(as_text=True)
+    [content] = re.findall(r'<meta name="secretlink-catalogue" content="([^"]*)">', page)
+    catalogue = json.loads(html.unescape(content))
+    assert catalogue["Copied"] == "نُسخ"
+    assert catalogue["{count} unread message"] == {
+        "zero": "{count} رسالة غير مقروءة",
+        "one": "رسالة واحدة غير مقروءة",
+        "two": "رسالتان غير مقروءتين",
+        "few": "{count} رسائل غير مقروءة",
+        "many": "{count} رسالة غير مقروءة",
+        "other": "{count} رسالة غير مقروءة",
+    }
+    assert "Create inbox" not in catalogue  # a template string: rendered, not shipped
+    german = client.get("/inbox?lang=de").get_data(as_text=True)
+    forms = json.loads(html.unescape(re.findall(r'catalogue" content="([^"]*)"', german)[0]))
+    assert forms["{count} byte"] == {"one": "{count} Byte", "other": "{count} Byte"}

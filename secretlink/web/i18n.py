@@ -9,12 +9,15 @@ Catalogues live in secretlink/translations/<lang>/LC_MESSAGES/messages.po, compi
 to the committed messages.mo beside it (`make translations`; README, "Languages").
 """
 
+import json
+from functools import cache
 from importlib.resources import files
 from pathlib import Path
 
 from babel import Locale
+from babel.messages.pofile import read_po
 from flask import Flask, Response, current_app, request, url_for
-from flask_babel import Babel, get_locale
+from flask_babel import Babel, get_locale, get_translations
 
 # Every supported language and its name in that language, for the switcher.
 LANGUAGES: dict[str, str] = {
@@ -25,6 +28,11 @@ LANGUAGES: dict[str, str] = {
 }
 DEFAULT_LANGUAGE = "en"
 TRANSLATIONS = Path(str(files("secretlink"))) / "translations"
+# The page scripts' sources: their strings go to the page in its catalogue.
+SCRIPT_SOURCES = "webui/src/"
+# Numbers tried to find one of each of a language's plural categories (Spanish has
+# "many" only for millions).
+PLURAL_SAMPLES = (*range(200), 1000, 1_000_000)
 
 
 def languages() -> dict[str, str]:
@@ -59,6 +67,52 @@ def text_direction() -> str:
     return "rtl" if Locale.parse(get_locale()).character_order == "right-to-left" else "ltr"
 
 
+@cache
+def script_messages() -> tuple[tuple[str, str | None], ...]:
+    """(msgid, msgid_plural or None) of every string the page scripts use, from
+    messages.pot's source locations."""
+    with (TRANSLATIONS / "messages.pot").open("rb") as file:
+        template = read_po(file)
+    found = []
+    for message in template:
+        if message.id and any(path.startswith(SCRIPT_SOURCES) for path, _ in message.locations):
+            found.append((message.id, None) if isinstance(message.id, str) else tuple(message.id))
+    return tuple(found)
+
+
+def _script_catalogue(locale: str) -> str:
+    translations = get_translations()
+    rule = Locale.parse(locale).plural_form
+    samples: dict[str, int] = {}
+    for number in PLURAL_SAMPLES:
+        samples.setdefault(rule(number), number)
+    catalogue: dict[str, str | dict[str, str]] = {}
+    for singular, plural in script_messages():
+        if plural is None:
+            text = translations.gettext(singular)
+            if text != singular:
+                catalogue[singular] = text
+        else:
+            forms = {tag: translations.ngettext(singular, plural, n) for tag, n in samples.items()}
+            english = {tag: singular if n == 1 else plural for tag, n in samples.items()}
+            if forms != english:
+                catalogue[singular] = forms
+    return json.dumps(catalogue, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def script_catalogue() -> str:
+    """The translations of the page scripts' strings for this request's language, as
+    JSON ("" when there are none: English): webui/src/i18n.js reads it from the page.
+    A string's plural forms are keyed by CLDR category (one, few, ...), as the
+    browser's Intl.PluralRules names them."""
+    locale = str(get_locale())
+    cached = current_app.extensions["secretlink.script_catalogues"]
+    if locale not in cached:
+        text = _script_catalogue(locale)
+        cached[locale] = "" if text == "{}" else text
+    return cached[locale]
+
+
 def add_vary(response: Response) -> Response:
     if response.mimetype == "text/html":
         response.vary.add("Accept-Language")
@@ -67,6 +121,7 @@ def add_vary(response: Response) -> Response:
 
 def install(app: Flask) -> None:
     app.extensions["secretlink.languages"] = dict(LANGUAGES)
+    app.extensions["secretlink.script_catalogues"] = {}
     app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS))
     Babel(app, locale_selector=select_locale)
     # {% trans %} blocks join their lines with single spaces, so a catalogue's msgid
@@ -77,5 +132,6 @@ def install(app: Flask) -> None:
         page_languages=languages,
         page_language=lambda: str(get_locale()),
         text_direction=text_direction,
+        script_catalogue=script_catalogue,
     )
     app.after_request(add_vary)
