@@ -22,7 +22,7 @@ BUNDLES := webui/static/build/home.js webui/static/build/inbox.js webui/static/b
 	webui/static/build/backup-worker.js
 
 .PHONY: run test js-test check-bundles bundle-hashes bench lint format build install chromium \
-	wrk vectors docs dist clean screenshots
+	wrk vectors docs dist clean screenshots translations
 
 run: install
 	$(BIN)/secretlink serve --host $(HOST) --port $(PORT)
@@ -112,6 +112,21 @@ chromium:
 	  fi; \
 	fi
 
+# The pages' languages (README, "Languages"): extract every string of the templates, the
+# server and the page scripts (t() and tn() of webui/src/i18n.js) into messages.pot,
+# merge it into each language's messages.po, and compile the .mo files that are
+# committed beside them (tests/test_i18n.py fails when any of them is stale).
+TRANSLATIONS := secretlink/translations
+BABEL_KEYWORDS := -k lazy_gettext -k t -k tn:1,2
+
+translations: $(PY_STAMP)
+	$(BIN)/pybabel extract -F babel.cfg $(BABEL_KEYWORDS) --sort-by-file --width 100 \
+	  --project secretlink --copyright-holder "secretlink contributors" \
+	  -o $(TRANSLATIONS)/messages.pot .
+	$(BIN)/pybabel update -i $(TRANSLATIONS)/messages.pot -d $(TRANSLATIONS) --width 100 \
+	  --no-fuzzy-matching --ignore-obsolete
+	$(BIN)/pybabel compile -d $(TRANSLATIONS) --statistics
+
 vectors: $(PY_STAMP)
 	$(BIN)/python crypto/generate_vectors.py
 	$(BIN)/python crypto/generate_pow_vectors.py
@@ -134,7 +149,7 @@ screenshots: install chromium
 # zipapp for the Python version and platform it was built on (see README).
 dist: dist/.packages dist/secretlink.pyz
 
-PACKAGE_FILES := pyproject.toml MANIFEST.in README.md package.json package-lock.json webui/build.mjs \
+PACKAGE_FILES := pyproject.toml MANIFEST.in README.md package.json package-lock.json webui/build.mjs babel.cfg \
 	$(shell find secretlink webui/templates webui/static webui/src crypto/*.js -type f -not -name '*.pyc')
 
 dist/.packages: $(PY_STAMP) $(BUNDLES) $(PACKAGE_FILES)

@@ -418,4 +418,4 @@ def test_a_full_inbox_is_said_plainly_to_sender_and_owner(
     recipient.goto(live_server.url + "/inbox")
     assert shown_messages(recipient) == ["first"]
     recipient.get_by_role("alert").filter(has_text="This inbox is full").wait_for()
-    assert "1 of 1 messages" in recipient.locator("#usage").text_content()
+    assert "1 of 1 message." in recipient.locator("#usage").text_content()  # plural rules: one

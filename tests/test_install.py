@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 import test_browser
 from conftest import IN_CI, ROOT
 from test_browser import create_inbox_in_browser, new_page, send_in_browser, shown_messages
@@ -180,6 +181,9 @@ def test_installed_server_runs_the_browser_flow(installed, browser, page_errors,
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_healthy(url, server, log_path)
+        # The compiled catalogues were installed with the pages.
+        german = requests.get(url + "/", headers={"Accept-Language": "de"}, timeout=10)
+        assert "Postfach erstellen" in german.text
         recipient = new_page(browser, page_errors)
         link = create_inbox_in_browser(recipient, url)
         for page in (url + "/", url + "/inbox", link):

@@ -7,7 +7,7 @@ $SECRETLINK_SCREENSHOT_DIR when set (`make screenshots` sets docs/screenshots/),
 otherwise to pytest's temporary folder, so `make test` writes nothing to the
 repository. Each image must show something (not a blank page), and at 360 px no page
 may scroll sideways: a phone user would have to pan to read it (WCAG 1.4.10).
-Right-to-left screenshots wait for the languages item (issue 13, item 3).
+The same pages in Arabic, right to left, go beside them as `<page>-rtl.png`.
 """
 
 import io
@@ -48,6 +48,13 @@ VARIANTS = {
     "narrow": {"color_scheme": "light", "viewport": {"width": NARROW, "height": 740}},
 }
 PAGES = ("start", "link", "sender", "inbox", "settings", "reply")
+SCENE_TEXTS = {
+    "prompt": "What should we know about the audit?",
+    "first": "The numbers in the March report were changed by hand after the review.",
+    "second": "Second thought: ask finance who signed off on the changes.\nThey will know.",
+    "opener": "I can tell you more, but only here.",
+    "answer": "Thank you. Who else knows about it?",
+}
 
 
 @pytest.fixture(scope="module")
@@ -73,25 +80,22 @@ def shots(tmp_path_factory) -> Path:
 
 class Scene:
     """An inbox with a prompt, two messages and a conversation, made through the API,
-    and the sender's reply link for that conversation."""
+    and the sender's reply link for that conversation. The texts are the senders' and
+    the owner's own (tests/test_browser_i18n.py writes them in a script no page uses)."""
 
-    def __init__(self, server: LiveServer, folder: Path):
+    def __init__(self, server: LiveServer, folder: Path, texts: dict[str, str] | None = None):
+        texts = {**SCENE_TEXTS, **(texts or {})}
         self.server = server
         inbox = generate_keypair()
-        self.link = InboxClient(server.url, inbox).register("What should we know about the audit?")[
-            "link"
-        ]
-        for text in (
-            "The numbers in the March report were changed by hand after the review.",
-            "Second thought: ask finance who signed off on the changes.\nThey will know.",
-        ):
+        self.link = InboxClient(server.url, inbox).register(texts["prompt"])["link"]
+        for text in (texts["first"], texts["second"]):
             send(parse_link(self.link), text)
 
         reply = generate_keypair()
         InboxClient(server.url, reply).register("")
         conversation_id = new_conversation_id()
         opener = conversation_field(
-            "I can tell you more, but only here.",
+            texts["opener"],
             writer=reply,
             reader_key=inbox.public_key,
             role=ROLE_SENDER,
@@ -102,7 +106,7 @@ class Scene:
         storage = server.app.extensions["secretlink.storage"]
         storage.add_message(inbox.public_key_text, seal(Message("", opener), inbox.public_key))
         answer = seal_conversation(
-            "Thank you. Who else knows about it?",
+            texts["answer"],
             writer=inbox,
             reader_key=reply.public_key,
             role=ROLE_RECIPIENT,
@@ -220,6 +224,40 @@ def test_screenshots_of_every_page(browser, scene, shots, variant):
                 f"{name} page scrolls sideways at {NARROW} px ({scroll_width} px wide): "
                 f"{wider_than_screen(page)}"
             )
+    context.close()
+    assert errors.errors == []
+
+
+def show_rtl(page: Page, scene: Scene, name: str) -> None:
+    """A page in Arabic (the browser asks for it), found by ids rather than English labels."""
+    if name == "start":
+        page.goto(scene.server.url + "/")
+    elif name == "sender":
+        page.goto(scene.link)
+        expect(page.locator("#inbox-safety-words")).not_to_be_empty()
+        page.locator("#message").fill(
+            "تم تغيير أرقام التقرير بعد المراجعة. The report was changed."
+        )
+    elif name == "inbox":
+        page.goto(scene.server.url + "/inbox")
+        page.locator("#key-file").set_input_files(str(scene.key_file))
+        expect(page.locator("article.conversation li.peer").first).to_be_visible()
+        expect(page.locator("ol#messages li pre.text")).to_have_count(2)
+    else:
+        page.goto(scene.reply_link)
+        expect(page.locator("#thread li.peer")).to_have_count(1)
+    expect(page.locator("html")).to_have_attribute("dir", "rtl")
+
+
+def test_right_to_left_screenshots(browser, scene, shots):
+    context = browser.new_context(locale="ar", **VARIANTS["light"])
+    context.set_default_timeout(TIMEOUT_MS)
+    errors = PageErrors()
+    page = errors.watch(context.new_page())
+    for name in ("start", "sender", "inbox", "reply"):
+        show_rtl(page, scene, name)
+        png = page.screenshot(full_page=True, animations="disabled", caret="hide")
+        assert_shows_something(save(png, shots / f"{name}-rtl.png"))
     context.close()
     assert errors.errors == []
 

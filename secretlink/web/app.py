@@ -18,6 +18,7 @@ from secretlink.web import (
     assets,
     errors,
     health,
+    i18n,
     limits,
     nojs,
     onion,
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(service_worker.bp)
     errors.register_error_handlers(app)
+    i18n.install(app)
     security.install(app)
     onion.install(app)
     nojs.install(app)

@@ -52,7 +52,8 @@ def _require(path: Path) -> None:
 def referenced_templates(folder: Path, pages: tuple[str, ...]) -> list[str]:
     """The pages and every template they extend or include, at any depth, in the
     order found; a missing one is listed too (the caller reports it)."""
-    environment = jinja2.Environment(autoescape=True)  # parsed only, never rendered
+    # Parsed only, never rendered; the i18n extension knows the {% trans %} tag.
+    environment = jinja2.Environment(autoescape=True, extensions=["jinja2.ext.i18n"])
     found: list[str] = []
     pending = list(pages)
     while pending:

@@ -5,6 +5,7 @@ a 500 that says nothing about the inside.
 """
 
 from flask import Flask, jsonify, render_template, request
+from flask_babel import lazy_gettext
 from werkzeug.exceptions import HTTPException
 
 # Messages for the HTTP errors werkzeug raises before our code runs.
@@ -15,16 +16,49 @@ _HTTP_MESSAGES = {
     429: ("rate_limited", "too many requests; wait a little and try again"),
 }
 
+# What an error page says, in the page's language: its title and sentence by HTTP
+# status (the API's JSON errors stay English, stable for programs).
+_PAGE_MESSAGES = {
+    400: (lazy_gettext("Bad request"), lazy_gettext("This request could not be understood.")),
+    404: (lazy_gettext("Not found"), lazy_gettext("There is no page here.")),
+    405: (
+        lazy_gettext("Method not allowed"),
+        lazy_gettext("This page does not accept that kind of request."),
+    ),
+    413: (lazy_gettext("Too large"), lazy_gettext("The request was too large.")),
+    429: (
+        lazy_gettext("Too many requests"),
+        lazy_gettext("Too many requests; wait a little and try again."),
+    ),
+    500: (lazy_gettext("Server error"), lazy_gettext("Something went wrong on the server.")),
+}
+
+
+def _page_message(status: int) -> tuple[str, str]:
+    title, message = _PAGE_MESSAGES.get(status, _PAGE_MESSAGES[400 if status < 500 else 500])
+    return str(title), str(message)
+
 
 class ApiError(Exception):
     """A client-visible failure: HTTP status, a stable code, and a sentence for people."""
 
-    def __init__(self, status: int, code: str, message: str, *, extra: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        extra: dict | None = None,
+        page_title: str | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.extra = extra or {}  # more members of the JSON answer (say, a fresh puzzle)
+        # A page's own error (pages.py) has a translated title and message; any other
+        # error reaching a page is said by its status.
+        self.page_title = page_title
 
 
 def require_text(name: str, value: str) -> str:
@@ -68,7 +102,9 @@ def register_error_handlers(app: Flask) -> None:
     def api_error(error: ApiError):
         if _wants_json():
             return _json_error(error.status, error.code, error.message, error.extra)
-        return _page_error(error.status, error.code.replace("_", " ").capitalize(), error.message)
+        if error.page_title:
+            return _page_error(error.status, error.page_title, error.message)
+        return _page_error(error.status, *_page_message(error.status))
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
@@ -76,13 +112,11 @@ def register_error_handlers(app: Flask) -> None:
         code, message = _HTTP_MESSAGES.get(status, ("http_error", error.description or ""))
         if _wants_json():
             return _json_error(status, code, message)
-        return _page_error(
-            status, error.name, message if status != 404 else "There is no page here."
-        )
+        return _page_error(status, *_page_message(status))
 
     @app.errorhandler(Exception)
     def internal_error(error: Exception):
         app.logger.exception("internal error")
         if _wants_json():
             return _json_error(500, "internal_error", "the server failed; nothing was stored")
-        return _page_error(500, "Server error", "Something went wrong on the server.")
+        return _page_error(500, *_page_message(500))

@@ -4,6 +4,7 @@ sender's side of a conversation (reply)."""
 from dataclasses import replace
 
 from flask import Blueprint, render_template
+from flask_babel import gettext
 
 from secretlink.web.api.common import inbox_key, storage
 from secretlink.web.api.inboxes import MAX_PROMPT_CHARS
@@ -38,16 +39,22 @@ def send(public_key: str):
         raise ApiError(
             400,
             "bad_link",
-            "This link is damaged: the key in it is not a valid secretlink key. "
-            "Ask for the link again and copy it whole.",
+            gettext(
+                "This link is damaged: the key in it is not a valid secretlink key. "
+                "Ask for the link again and copy it whole."
+            ),
+            page_title=gettext("Damaged link"),
         ) from None
     found = storage().get_inbox(public_key)
     if found is None:
         raise ApiError(
             404,
             "unknown_inbox",
-            "There is no inbox for this link on this server. It may have been "
-            "deleted, or the link belongs to another server.",
+            gettext(
+                "There is no inbox for this link on this server. It may have been "
+                "deleted, or the link belongs to another server."
+            ),
+            page_title=gettext("Unknown inbox"),
         )
     # The page is the same whatever the inbox's state (so `secretlink verify` can
     # compare it), except that a disabled inbox's prompt is not shown: send.js asks

@@ -3,6 +3,7 @@
 
 import { b64encode, proveChallenge } from "../../crypto/secretlink.js";
 import { withWork } from "./work.js";
+import { t } from "./i18n.js";
 
 export class ApiError extends Error {
   constructor(status, code, message, data = null) {
@@ -14,7 +15,7 @@ export class ApiError extends Error {
   }
 }
 
-const UNREACHABLE = "Could not reach the server. Check your connection and try again.";
+const unreachable = () => t("Could not reach the server. Check your connection and try again.");
 
 // `body` goes as JSON; `bytes` (a piece of an upload) as application/octet-stream.
 export async function request(method, path, { body, bytes, token, headers: extra = {} } = {}) {
@@ -32,7 +33,7 @@ export async function request(method, path, { body, bytes, token, headers: extra
       cache: "no-store",
     });
   } catch {
-    throw new ApiError(0, "unreachable", UNREACHABLE);
+    throw new ApiError(0, "unreachable", unreachable());
   }
   if (response.status === 204) return null;
   const data = await jsonOrNull(response);
@@ -50,7 +51,7 @@ async function jsonOrNull(response) {
 
 function apiError(response, data) {
   return new ApiError(response.status, data?.code ?? "http_error",
-    data?.error ?? `The server answered ${response.status}.`, data);
+    data?.error ?? t("The server answered {status}.", { status: String(response.status) }), data);
 }
 
 // A GET whose body is bytes, not JSON: the Response when it is 2xx, an ApiError from
@@ -64,7 +65,7 @@ async function fetchBlob(path, token) {
       cache: "no-store",
     });
   } catch {
-    throw new ApiError(0, "unreachable", UNREACHABLE);
+    throw new ApiError(0, "unreachable", unreachable());
   }
   if (response.ok) return response;
   throw apiError(response, await jsonOrNull(response));

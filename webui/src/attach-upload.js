@@ -12,7 +12,7 @@ import {
 } from "../../crypto/attachments.js";
 import { SizeError, b64encode } from "../../crypto/secretlink.js";
 import { request } from "./api.js";
-import { formatSize } from "./attachments-view.js";
+import { formatSize, t, tn } from "./i18n.js";
 import { $, element } from "./ui.js";
 import { withWork } from "./work.js";
 
@@ -31,8 +31,8 @@ export function showAttachments(info) {
   const given = info.attachment_limits ?? {};
   if (!Number.isSafeInteger(given.max_file_bytes) || !Number.isSafeInteger(given.max_message_bytes)) return;
   limits = { maxFile: given.max_file_bytes, maxMessage: given.max_message_bytes };
-  $("#attach-limits").textContent = `Up to ${MAX_FILES} files, each at most ${formatSize(limits.maxFile)}, ` +
-    `about ${formatSize(limits.maxMessage)} in all.`;
+  $("#attach-limits").textContent = t("Up to {count} files, each at most {size}, about {total} in all.",
+    { count: MAX_FILES, size: formatSize(limits.maxFile), total: formatSize(limits.maxMessage) });
   box.hidden = false;
   $("#attachments").addEventListener("change", listChosen);
 }
@@ -41,9 +41,16 @@ export const chosenFiles = () => (limits ? [...$("#attachments").files] : []);
 
 function listChosen() {
   $("#attach-list").replaceChildren(...chosenFiles().map((file) =>
-    element("li", {}, `${file.name} · ${formatSize(file.size)}`)));
+    fileLine(file.name, ` · ${formatSize(file.size)}`)));
   $("#attach-progress").hidden = true;
   $("#attach-progress-text").textContent = "";
+}
+
+// A file's name, isolated so that its direction does not reorder the line around it.
+function fileLine(name, rest) {
+  const item = element("li");
+  item.append(element("bdi", {}, name), rest);
+  return item;
 }
 
 /** Clear the chosen files after a send; the progress line keeps saying what went. */
@@ -57,7 +64,7 @@ export function clearFiles() {
  * passes (nothing is uploaded then). */
 export function prepareFiles(files) {
   if (!files.length) return [];
-  if (files.length > MAX_FILES) throw new Error(`At most ${MAX_FILES} files go with one message.`);
+  if (files.length > MAX_FILES) throw new Error(t("At most {count} files go with one message.", { count: MAX_FILES }));
   const entries = files.map((file) => newAttachment({
     name: cleanName(file.name),
     mediaType: cleanMediaType(file.type || "application/octet-stream"),
@@ -65,14 +72,14 @@ export function prepareFiles(files) {
   }));
   entries.forEach((entry, i) => {
     if (entry.paddedLength > paddedLength(limits.maxFile)) {
-      throw new Error(`${files[i].name} has ${formatSize(files[i].size)}; this server takes files of at most ` +
-        `${formatSize(limits.maxFile)}.`);
+      throw new Error(t("{name} has {size}; this server takes files of at most {limit}.",
+        { name: files[i].name, size: formatSize(files[i].size), limit: formatSize(limits.maxFile) }));
     }
   });
   const stored = entries.reduce((sum, entry) => sum + entry.paddedLength, 0);
   if (stored > limits.maxMessage) {
-    throw new Error(`The files come to ${formatSize(stored)} encrypted; this server takes at most ` +
-      `${formatSize(limits.maxMessage)} per message.`);
+    throw new Error(t("The files come to {size} encrypted; this server takes at most {limit} per message.",
+      { size: formatSize(stored), limit: formatSize(limits.maxMessage) }));
   }
   return entries;
 }
@@ -91,7 +98,7 @@ async function* blobPieces(file, entry, skip) {
     } catch (err) {
       // The entry (with the size) is sealed already: a file that changed cannot go.
       if (!(err instanceof SizeError)) throw err;
-      throw new Error(`${file.name} changed while it was being sent (its size is not what it was).`);
+      throw new Error(t("{name} changed while it was being sent (its size is not what it was).", { name: file.name }));
     }
   }
   for await (const piece of whole()) {
@@ -138,7 +145,7 @@ async function startUpload(base, entry, onStale) {
     request("POST", `${base}/uploads`, { body: { blob_id: b64encode(entry.blobId), length, ...fields } }),
   { onStale });
   if (typeof started?.upload !== "string" || !Number.isSafeInteger(started.chunk_bytes) || started.chunk_bytes < 1) {
-    throw new Error("The server answered the upload's start unlike a secretlink server.");
+    throw new Error(t("The server answered the upload's start unlike a secretlink server."));
   }
   return { capability: started.upload, chunk: Math.min(started.chunk_bytes, MAX_REQUEST_BYTES) };
 }
@@ -148,7 +155,8 @@ async function startUpload(base, entry, onStale) {
 const resumable = (err) => err.status === 0 || err.status >= 500 || err.code === "offset_mismatch";
 
 async function uploadOne(base, file, entry, report) {
-  const { capability, chunk } = await startUpload(base, entry, () => report(0, "The server is busy and asks for more work; computing again…"));
+  const { capability, chunk } = await startUpload(base, entry,
+    () => report(0, t("The server is busy and asks for more work; computing again…")));
   const url = `${base}/uploads/${b64encode(entry.blobId)}`;
   let sent = 0;
   let failures = 0;
@@ -174,8 +182,8 @@ async function uploadOne(base, file, entry, report) {
 }
 
 function secondsText(seconds) {
-  if (seconds < 60) return `${Math.max(1, Math.round(seconds))} s`;
-  return `${Math.round(seconds / 60)} min`;
+  if (seconds < 60) return t("{seconds} s", { seconds: Math.max(1, Math.round(seconds)) });
+  return t("{minutes} min", { minutes: Math.round(seconds / 60) });
 }
 
 /**
@@ -197,13 +205,17 @@ export async function uploadFiles(base, files, entries) {
       const now = done + sent;
       bar.value = now;
       const elapsed = (performance.now() - started) / 1000;
-      const left = now > 0 && now < total ? `, about ${secondsText((elapsed * (total - now)) / now)} left` : "";
-      line.textContent = note ?? `Encrypting and uploading ${files[i].name}: ${formatSize(now)} of ${formatSize(total)}${left}.`;
+      const params = { name: files[i].name, done: formatSize(now), total: formatSize(total) };
+      line.textContent = note ?? (now > 0 && now < total
+        ? t("Encrypting and uploading {name}: {done} of {total}, about {left} left.",
+          { ...params, left: secondsText((elapsed * (total - now)) / now) })
+        : t("Encrypting and uploading {name}: {done} of {total}.", params));
     };
     report(0);
     ids.push(await uploadOne(base, files[i], entries[i], report));
     done += entries[i].paddedLength;
   }
-  line.textContent = `Uploaded ${files.length === 1 ? "1 file" : `${files.length} files`} (${formatSize(total)} encrypted).`;
+  line.textContent = tn("Uploaded {count} file ({size} encrypted).", "Uploaded {count} files ({size} encrypted).",
+    files.length, { size: formatSize(total) });
   return ids;
 }

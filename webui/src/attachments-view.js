@@ -11,14 +11,15 @@ import { BlobDecryptor, decodeAttachments } from "../../crypto/attachments.js";
 import { SecretlinkCryptoError, SizeError, b64encode } from "../../crypto/secretlink.js";
 import { ApiError } from "./api.js";
 import { element } from "./ui.js";
+import { formatNumber, formatSize, t, tn } from "./i18n.js";
 
 // A constant, not a setting: what a browser without showSaveFilePicker is asked to
 // hold (the file, then the Blob the download is made from).
 export const MEMORY_LIMIT_BYTES = 256 * 1024 * 1024;
-export const MEMORY_LIMIT_TEXT =
-  "This browser cannot write a download straight to disk, so this page keeps the file in " +
-  "memory: it takes files of at most 256 MiB here. For larger files use Chromium, Chrome or " +
-  "Edge, or the command line (secretlink inbox read --save-attachments).";
+export const memoryLimitText = () => t("This browser cannot write a download straight to disk, so this page " +
+  "keeps the file in memory: it takes files of at most {size} here. For larger files use Chromium, Chrome or " +
+  "Edge, or the command line ({command}).",
+{ size: `${formatNumber(MEMORY_LIMIT_BYTES / (1024 * 1024))} MiB`, command: "secretlink inbox read --save-attachments" });
 const MEMORY_URL_LIFETIME_MS = 60_000;
 
 // Characters that are invisible or that reorder the text around them: a name showing
@@ -62,19 +63,6 @@ export function saveName(name) {
   return /^[.-]/.test(safe) ? `_${safe.slice(1)}` : safe;
 }
 
-/** A size for people: exact bytes below 1 KiB, else one decimal of KiB, MiB or GiB. */
-export function formatSize(bytes) {
-  if (bytes < 1024) return bytes === 1 ? "1 byte" : `${bytes} bytes`;
-  const units = ["KiB", "MiB", "GiB", "TiB"];
-  let value = bytes / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return `${value.toFixed(1)} ${units[unit]}`;
-}
-
 /** The checked entries of an opened payload's field 0x03 ([] without one); throws a
  * PayloadError for a field a reader must refuse, like the rest of the envelope. */
 export function attachmentsOf(payload) {
@@ -88,8 +76,8 @@ export function renderAttachments(files, session) {
   const box = element("div", { class: "attachments" });
   const list = element("ul", { class: "plain" });
   list.append(...files.map((entry) => renderFile(entry, session)));
-  box.append(element("p", { class: "hint" }, files.length === 1 ? "1 file:" : `${files.length} files:`), list);
-  if (!canStream()) box.append(element("p", { class: "hint" }, MEMORY_LIMIT_TEXT));
+  box.append(element("p", { class: "hint" }, tn("{count} file:", "{count} files:", files.length)), list);
+  if (!canStream()) box.append(element("p", { class: "hint" }, memoryLimitText()));
   return box;
 }
 
@@ -99,8 +87,10 @@ function renderFile(entry, session) {
   const name = element("bdi", { class: "file-name" });
   name.append(...nameNodes(entry.name));
   const details = element("span", { class: "hint" }, ` · ${formatSize(entry.size)} · ${entry.mediaType} `);
-  const button = element("button", { type: "button", class: "secondary", "aria-label": `Download ${shown}` }, "Download");
-  const progress = element("progress", { max: String(entry.paddedLength), value: "0", "aria-label": `Downloading ${shown}` });
+  const button = element("button", { type: "button", class: "secondary",
+    "aria-label": t("Download {name}", { name: shown }) }, t("Download"));
+  const progress = element("progress", { max: String(entry.paddedLength), value: "0",
+    "aria-label": t("Downloading {name}", { name: shown }) });
   progress.hidden = true;
   const status = element("span", { class: "file-status", role: "status" });
   const view = { button, progress, status };
@@ -124,7 +114,7 @@ async function diskSink(entry) {
     write: (bytes) => writable.write(bytes),
     close: async () => {
       await writable.close();
-      return "Saved to the file you chose.";
+      return t("Saved to the file you chose.");
     },
     abort: () => writable.abort().catch(() => {}),
   };
@@ -142,7 +132,7 @@ function memorySink(entry) {
       link.click();
       link.remove();
       setTimeout(() => URL.revokeObjectURL(url), MEMORY_URL_LIFETIME_MS);
-      return "Downloaded: the browser saves it where it keeps downloads.";
+      return t("Downloaded: the browser saves it where it keeps downloads.");
     },
     abort: () => {
       parts = [];
@@ -154,14 +144,14 @@ function memorySink(entry) {
 async function openSink(entry, view) {
   if (!canStream()) {
     if (entry.size <= MEMORY_LIMIT_BYTES) return memorySink(entry);
-    show(view, MEMORY_LIMIT_TEXT, "error");
+    show(view, memoryLimitText(), "error");
     return null;
   }
   try {
     return await diskSink(entry);
   } catch (err) {
-    if (err?.name === "AbortError") show(view, "Not downloaded: no file was chosen.");
-    else show(view, `Could not open a file to save to: ${err?.message ?? err}`, "error");
+    if (err?.name === "AbortError") show(view, t("Not downloaded: no file was chosen."));
+    else show(view, t("Could not open a file to save to: {error}", { error: err?.message ?? err }), "error");
     return null;
   }
 }
@@ -193,11 +183,11 @@ async function decryptInto(response, entry, sink, progress) {
 
 function failureText(err) {
   if (err instanceof SecretlinkCryptoError) {
-    return `This file is damaged or was tampered with, so nothing was saved (${err.message}).`;
+    return t("This file is damaged or was tampered with, so nothing was saved ({error}).", { error: err.message });
   }
-  if (err instanceof ApiError) return `Could not download the file: ${err.message}`;
-  if (err instanceof TypeError) return "The download broke off, so nothing was saved. Try again.";
-  return `Could not save the file: ${err?.message ?? err}`;
+  if (err instanceof ApiError) return t("Could not download the file: {error}", { error: err.message });
+  if (err instanceof TypeError) return t("The download broke off, so nothing was saved. Try again.");
+  return t("Could not save the file: {error}", { error: err?.message ?? err });
 }
 
 async function download(entry, session, view) {
@@ -207,7 +197,7 @@ async function download(entry, session, view) {
   view.button.disabled = true;
   view.progress.value = 0;
   view.progress.hidden = false;
-  show(view, "Downloading and decrypting…");
+  show(view, t("Downloading and decrypting…"));
   try {
     const response = await session.blob(b64encode(entry.blobId));
     await decryptInto(response, entry, sink, view.progress);

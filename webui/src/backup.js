@@ -7,6 +7,7 @@
 import { b64decode, keyPairFromSecret } from "../../crypto/secretlink.js";
 import {
   MAX_FILE_BYTES,
+  MIN_PASSPHRASE_CHARS,
   ProtectedKeyError,
   checkNewPassphrase,
   dumpBundle,
@@ -17,6 +18,7 @@ import { askPersistence, listKeys, loadKey, saveKey } from "./keystore.js";
 import { $, downloadText, element } from "./ui.js";
 import { keepFocus } from "./focus.js";
 import { verifiedWorkerUrl } from "./verified-worker.js";
+import { t, tn } from "./i18n.js";
 
 // ---- the per-inbox state a backup carries ----
 
@@ -91,7 +93,7 @@ function panel() {
 async function inWorker(message, onProgress = () => {}) {
   const holder = panel();
   const url = await verifiedWorkerUrl("backup-worker", holder.dataset.backupWorker,
-    holder.dataset.backupWorkerIntegrity, "The backup script");
+    holder.dataset.backupWorkerIntegrity, t("The backup script"));
   return new Promise((resolve, reject) => {
     const worker = new Worker(url);
     worker.onmessage = ({ data }) => {
@@ -110,7 +112,7 @@ async function inWorker(message, onProgress = () => {}) {
     };
     worker.onerror = (event) => {
       worker.terminate();
-      reject(new Error(`The backup computation failed (${event.message}).`));
+      reject(new Error(t("The backup computation failed ({error}).", { error: event.message })));
     };
     worker.postMessage(message);
   });
@@ -127,16 +129,23 @@ async function estimate(memoryKib, passes) {
 }
 
 // A sentence on how long the work takes here, said before it starts.
+// `doing` is one of DOING's texts.
 function duration(seconds, doing) {
-  const span = seconds < 2 ? "a second or two"
-    : seconds < 90 ? `about ${Math.round(seconds)} seconds`
-      : `about ${Math.round(seconds / 60)} minutes`;
-  const slow = seconds >= 5
-    ? " This browser runs scripts slowly (as Tor Browser does at its Safer level, without a " +
-      "JIT): keep this tab open until it is done."
-    : "";
-  return `${doing} takes ${span} in this browser.${slow}`;
+  const span = seconds < 2 ? t("a second or two")
+    : seconds < 90 ? tn("about {count} second", "about {count} seconds", Math.round(seconds))
+      : tn("about {count} minute", "about {count} minutes", Math.round(seconds / 60));
+  const sentence = t("{doing} takes {span} in this browser.", { doing, span });
+  if (seconds < 5) return sentence;
+  const slow = t("This browser runs scripts slowly (as Tor Browser does at its Safer level, without a " +
+    "JIT): keep this tab open until it is done.");
+  return `${sentence} ${slow}`;
 }
+
+const DOING = {
+  protect: () => t("Protecting the file"),
+  open: () => t("Opening it"),
+  restore: () => t("Opening the backup"),
+};
 
 // ---- making a backup ----
 
@@ -161,9 +170,9 @@ function showProgress(fraction) {
 async function showExportEstimate() {
   const { memoryKib, passes } = cost();
   try {
-    $("#backup-estimate").textContent = duration(await estimate(memoryKib, passes), "Protecting the file");
+    $("#backup-estimate").textContent = duration(await estimate(memoryKib, passes), DOING.protect());
   } catch (err) {
-    $("#backup-estimate").textContent = `Backups cannot be made here: ${err.message}`;
+    $("#backup-estimate").textContent = t("Backups cannot be made here: {error}", { error: err.message });
   }
 }
 
@@ -171,7 +180,7 @@ async function recordsToBackUp(current) {
   const everything = $("#backup-scope-all").checked;
   if (everything) return listKeys();
   const inbox = current();
-  if (!inbox) throw new Error("Open an inbox first, or choose every inbox kept in this browser.");
+  if (!inbox) throw new Error(t("Open an inbox first, or choose every inbox kept in this browser."));
   const stored = await loadKey(inbox.publicKey).catch(() => null);
   // An inbox opened from a key file in a browser that stores nothing has no record.
   return [stored?.record ?? { publicKey: inbox.publicKey, secretKey: null, keyPair: inbox.keyPair }];
@@ -180,27 +189,38 @@ async function recordsToBackUp(current) {
 async function makeBackup(current) {
   const passphrase = $("#backup-passphrase").value;
   const button = $("#backup-start");
+  // The rules a person meets while typing, said in the page's language; the crypto
+  // module still checks them all (and the rarer ones: lone surrogates, length in bytes).
+  const problem = passphrase === "" ? t("Choose a passphrase.")
+    : [...passphrase.normalize("NFC")].length < MIN_PASSPHRASE_CHARS
+      ? t("The passphrase is too short: use at least {count} characters (several unrelated words are easy " +
+        "to remember and hard to guess).", { count: MIN_PASSPHRASE_CHARS })
+      : null;
+  if (problem) {
+    tell(problem, "error");
+    return;
+  }
   try {
     checkNewPassphrase(passphrase);
   } catch (err) {
     if (!(err instanceof ProtectedKeyError)) throw err;
-    tell(`Choose another passphrase: ${err.message}.`, "error");
+    tell(t("Choose another passphrase: {error}.", { error: err.message }), "error");
     return;
   }
   if ($("#backup-passphrase-again").value !== passphrase) {
-    tell("The two passphrases differ.", "error");
+    tell(t("The two passphrases differ."), "error");
     return;
   }
   button.disabled = true;
   try {
     const records = await recordsToBackUp(current);
-    if (!records.length) throw new Error("This browser keeps no inbox keys to back up.");
+    if (!records.length) throw new Error(t("This browser keeps no inbox keys to back up."));
     const inboxes = await Promise.all(records.map(async (record) => ({
       keyFile: { ...(record.keyPair ?? keyPairFromSecret(b64decode(record.secretKey))), server: record.server ?? location.origin },
       state: record.keyPair ? {} : await stateOf(record),
     })));
     const { memoryKib, passes } = cost();
-    tell(duration(await estimate(memoryKib, passes), "Protecting the file"));
+    tell(duration(await estimate(memoryKib, passes), DOING.protect()));
     showProgress(0);
     const text = await inWorker({
       op: "protect",
@@ -216,11 +236,12 @@ async function makeBackup(current) {
     $("#backup-passphrase").value = "";
     $("#backup-passphrase-again").value = "";
     tell(inboxes.length === 1
-      ? "Backup of this inbox downloaded. Keep the passphrase safe: nobody can recover it."
-      : `Backup of ${inboxes.length} inboxes downloaded. Keep the passphrase safe: nobody can recover it.`,
+      ? t("Backup of this inbox downloaded. Keep the passphrase safe: nobody can recover it.")
+      : tn("Backup of {count} inbox downloaded. Keep the passphrase safe: nobody can recover it.",
+        "Backup of {count} inboxes downloaded. Keep the passphrase safe: nobody can recover it.", inboxes.length),
     "success");
   } catch (err) {
-    tell(`No backup was made: ${err.message}`, "error");
+    tell(t("No backup was made: {error}", { error: err.message }), "error");
   } finally {
     showProgress(null);
     button.disabled = false;
@@ -247,11 +268,11 @@ async function showRestoreEstimate() {
   if (!file) return;
   try {
     const { memoryKib, passes } = readHeader(await fileBytes(file));
-    $("#restore-estimate").textContent = duration(await estimate(memoryKib, passes), "Opening it");
+    $("#restore-estimate").textContent = duration(await estimate(memoryKib, passes), DOING.open());
   } catch (err) {
     tell(err instanceof ProtectedKeyError
-      ? `That file is not a backup this page can open: ${err.message}.`
-      : `Cannot open backups here: ${err.message}`, "error");
+      ? t("That file is not a backup this page can open: {error}.", { error: err.message })
+      : t("Cannot open backups here: {error}", { error: err.message }), "error");
   }
 }
 
@@ -259,14 +280,14 @@ async function restore(onRestored) {
   const file = chosenFile();
   const button = $("#restore-start");
   if (!file) {
-    tell("Choose the backup file first.", "error");
+    tell(t("Choose the backup file first."), "error");
     return;
   }
   button.disabled = true;
   try {
     const content = await fileBytes(file);
     const { memoryKib, passes } = readHeader(content);
-    tell(duration(await estimate(memoryKib, passes), "Opening the backup"));
+    tell(duration(await estimate(memoryKib, passes), DOING.restore()));
     showProgress(0);
     const opened = await inWorker({ op: "open", content, passphrase: $("#restore-passphrase").value }, showProgress);
     let added = 0;
@@ -280,17 +301,20 @@ async function restore(onRestored) {
     const elsewhere = opened.inboxes.filter((inbox) => inbox.server && inbox.server !== location.origin);
     const kept = opened.inboxes.length - added;
     tell([
-      added === 1 ? "1 inbox restored." : `${added} inboxes restored.`,
-      kept ? `${kept} ${kept === 1 ? "was" : "were"} in this browser already and kept as ${kept === 1 ? "it was" : "they were"}.` : "",
-      elsewhere.length ? `${elsewhere.length} came from another server (${elsewhere[0].server}); here they open as inboxes of this server.` : "",
+      tn("{count} inbox restored.", "{count} inboxes restored.", added),
+      kept ? tn("{count} was in this browser already and kept as it was.",
+        "{count} were in this browser already and kept as they were.", kept) : "",
+      elsewhere.length ? tn("{count} came from another server ({server}); here it opens as an inbox of this server.",
+        "{count} came from another server ({server}); here they open as inboxes of this server.",
+        elsewhere.length, { server: elsewhere[0].server }) : "",
     ].filter(Boolean).join(" "), "success");
     await onRestored(opened.inboxes[0].publicKey);
   } catch (err) {
     tell(err.name === "PassphraseError"
-      ? "Wrong passphrase (or the file was altered). Nothing was restored; try again."
+      ? t("Wrong passphrase (or the file was altered). Nothing was restored; try again.")
       : err instanceof ProtectedKeyError || err.name === "ProtectedKeyError"
-        ? `That file is not a backup this page can open: ${err.message}.`
-        : `Nothing was restored: ${err.message}`, "error");
+        ? t("That file is not a backup this page can open: {error}.", { error: err.message })
+        : t("Nothing was restored: {error}", { error: err.message }), "error");
   } finally {
     showProgress(null);
     button.disabled = false;
@@ -318,7 +342,9 @@ export function setupBackup({ current, onRestored }) {
     if (!isProtected(await fileBytes(file))) return false;
     pending = file;
     $("#backup-details").open = true;
-    tell(`${file.name} is a passphrase-protected backup: type its passphrase under "Restore a backup".`);
+    const section = t("Restore a backup");
+    tell(t("{name} is a passphrase-protected backup: type its passphrase under \"{section}\".",
+      { name: file.name, section }));
     $("#restore-passphrase").focus();
     await showRestoreEstimate();
     return true;

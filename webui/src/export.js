@@ -2,7 +2,8 @@
 // as a download): nothing is sent anywhere. Two forms: JSON for programs, Markdown
 // for people, in which no message text can become a link, an image or HTML.
 
-import { displayName, formatSize } from "./attachments-view.js";
+import { displayName } from "./attachments-view.js";
+import { formatSize, t, tn } from "./i18n.js";
 import { isRead } from "./reading.js";
 import { $, downloadText, say } from "./ui.js";
 
@@ -53,47 +54,61 @@ function literalBlock(text) {
 
 function minuteText(receivedAt) {
   const match = MINUTE.exec(receivedAt ?? "");
-  return match ? `${match[1]} ${match[2]} UTC` : "unknown time";
+  return match ? `${match[1]} ${match[2]} UTC` : t("unknown time");
 }
 
 // The files of a message, one a line in a literal block, names escaped as the page
 // shows them (a direction override must not disguise a name in the export either).
 function filesMarkdown(files) {
   const lines = files.map((file) => `${displayName(file.name)} · ${formatSize(file.size)} · ${file.media_type}`);
-  const count = files.length === 1 ? "1 file" : `${files.length} files`;
-  return [`With ${count} (not in this export: save them from the inbox page):`, "", literalBlock(lines.join("\n"))];
+  return [tn("With {count} file (not in this export: save it from the inbox page):",
+    "With {count} files (not in this export: save them from the inbox page):", files.length),
+  "", literalBlock(lines.join("\n"))];
 }
+
+// Words of the Markdown (t() calls stay out of template literals, where
+// `make translations` would not find them).
+const EXPORT_TITLE = () => t("secretlink messages");
+const UNREAD = () => t("unread");
+const UNDECRYPTABLE = () => t("Could not be decrypted:");
+const idText = (id) => t("id {id}", { id });
+const conversationTitle = (number) => t("Conversation {number}", { number: String(number) });
 
 /** The export as Markdown text. */
 export function exportMarkdown(snapshot, now = new Date()) {
   const data = exportObject(snapshot, now);
   const parts = [
-    "# secretlink messages",
+    `# ${EXPORT_TITLE()}`,
     "",
-    `Exported ${minuteText(data.exported_at.slice(0, 16) + "Z")} from this browser. ` +
-      `${data.messages.length} message${data.messages.length === 1 ? "" : "s"}, newest first.`,
+    tn("Exported {when} from this browser. {count} message, newest first.",
+      "Exported {when} from this browser. {count} messages, newest first.",
+      data.messages.length, { when: minuteText(data.exported_at.slice(0, 16) + "Z") }),
     "",
-    "Inbox link:",
+    t("Inbox link:"),
     "",
     literalBlock(data.inbox.link),
   ];
-  if (data.inbox.prompt) parts.push("", "Prompt:", "", literalBlock(data.inbox.prompt));
+  if (data.inbox.prompt) parts.push("", t("Prompt:"), "", literalBlock(data.inbox.prompt));
   data.messages.forEach((message, index) => {
-    const id = MESSAGE_ID.test(message.id) ? ` · id ${message.id}` : "";
-    const read = message.read ? "" : " · unread";
-    parts.push("", `## Message ${data.messages.length - index} · ${minuteText(message.received_at)}${read}${id}`, "");
+    const id = MESSAGE_ID.test(message.id) ? ` · ${idText(message.id)}` : "";
+    const read = message.read ? "" : ` · ${UNREAD()}`;
+    const title = t("Message {number}", { number: String(data.messages.length - index) });
+    parts.push("", `## ${title} · ${minuteText(message.received_at)}${read}${id}`, "");
     parts.push(message.text === undefined
-      ? `Could not be decrypted:\n\n${literalBlock(message.undecryptable)}`
+      ? `${UNDECRYPTABLE()}\n\n${literalBlock(message.undecryptable)}`
       : literalBlock(message.text));
     if (message.attachments) parts.push("", ...filesMarkdown(message.attachments));
   });
   data.conversations.forEach((conversation, index) => {
-    parts.push("", `## Conversation ${index + 1}`, "", "The sender's reply key:", "", literalBlock(conversation.reply_public_key));
+    parts.push("", `## ${conversationTitle(index + 1)}`, "",
+      t("The sender's reply key:"), "", literalBlock(conversation.reply_public_key));
     for (const message of conversation.messages) {
-      const who = message.from === "you" ? "you" : "the sender";
-      const when = message.from === "you" ? "kept on this device" : minuteText(message.received_at);
-      const read = message.read === false ? " · unread" : ""; // your own have no read mark
-      parts.push("", `### #${message.seq} from ${who} · ${when}${read}`, "", literalBlock(message.text));
+      const seq = String(message.seq);
+      const title = message.from === "you"
+        ? t("#{seq} from you · kept on this device", { seq })
+        : t("#{seq} from the sender · {when}", { seq, when: minuteText(message.received_at) });
+      const read = message.read === false ? ` · ${UNREAD()}` : ""; // your own have no read mark
+      parts.push("", `### ${title}${read}`, "", literalBlock(message.text));
     }
   });
   return `${parts.join("\n")}\n`;
@@ -109,15 +124,17 @@ export function installExport(snapshot) {
   const run = (extension, type, render) => () => {
     const data = snapshot();
     if (!data) {
-      say("Open an inbox first.", "error");
+      say(t("Open an inbox first."), "error");
       return;
     }
     const now = new Date();
     downloadText(fileName(data.publicKey, now, extension), render(data, now), type);
     const conversations = data.conversations?.length ?? 0;
-    const also = conversations ? ` and ${conversations} conversation${conversations === 1 ? "" : "s"}` : "";
-    say(`Exported ${data.messages.length} message${data.messages.length === 1 ? "" : "s"}${also} ` +
-      "to a file on this device. It is not encrypted: keep it somewhere safe.", "success");
+    const messages = tn("{count} message", "{count} messages", data.messages.length);
+    const talks = tn("{count} conversation", "{count} conversations", conversations);
+    const what = conversations ? t("{messages} and {conversations}", { messages, conversations: talks }) : messages;
+    say(t("Exported {what} to a file on this device. It is not encrypted: keep it somewhere safe.", { what }),
+      "success");
   };
   $("#export-json").addEventListener("click", run("json", "application/json",
     (data, now) => `${JSON.stringify(exportObject(data, now), null, 2)}\n`));

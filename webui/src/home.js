@@ -7,6 +7,7 @@ import { showSafetyWords } from "./safety.js";
 import { $, copyField, downloadText, say } from "./ui.js";
 import { showShare } from "./share.js";
 import { keepFocus, moveFocus } from "./focus.js";
+import { t } from "./i18n.js";
 
 let created = null;
 
@@ -14,7 +15,7 @@ async function createInbox(event) {
   event.preventDefault();
   const button = $("#create");
   button.disabled = true;
-  say("Making your key and registering the inbox…");
+  say(t("Making your key and registering the inbox…"));
   try {
     const keyPair = generateKeyPair();
     let inbox;
@@ -22,7 +23,7 @@ async function createInbox(event) {
       inbox = await registerInbox(keyPair, $("#prompt").value, (text) => say(text));
     } catch (err) {
       if (!(err instanceof WrongLinkError)) throw err;
-      say(`${err.message} The new key was not kept and no link is shown.`, "error");
+      say(t("{error} The new key was not kept and no link is shown.", { error: err.message }), "error");
       return;
     }
     const link = inbox.link;
@@ -37,19 +38,23 @@ async function createInbox(event) {
     $("#link").value = link;
     showShare(link, inbox.prompt ?? "");
     showSafetyWords($("#safety-words"), keyPair.publicKey);
-    $("#open-inbox").href = `/inbox#${b64encode(keyPair.publicKey)}`;
+    // The link the page rendered (with its ?lang=, if any), the inbox in its fragment.
+    const open = new URL($("#open-inbox").href);
+    open.hash = b64encode(keyPair.publicKey);
+    $("#open-inbox").href = open.href;
     $("#persist-note").textContent = !stored
-      ? "This browser refused to store the key. Download the key file now, or this inbox is lost when you leave the page."
+      ? t("This browser refused to store the key. Download the key file now, or this inbox is lost when you " +
+        "leave the page.")
       : persisted
-        ? "This browser agreed to keep the key in persistent storage."
-        : "This browser did not promise to keep the key: it may clear it when space runs low.";
+        ? t("This browser agreed to keep the key in persistent storage.")
+        : t("This browser did not promise to keep the key: it may clear it when space runs low.");
     $("#created").hidden = false;
     $("#create-form").hidden = true;
-    say(stored ? "Inbox created." : "Inbox created, but the key is not stored: download it now.",
+    say(stored ? t("Inbox created.") : t("Inbox created, but the key is not stored: download it now."),
       stored ? "success" : "error");
     moveFocus($("#link"));
   } catch (err) {
-    say(`Could not create the inbox: ${err.message}`, "error");
+    say(t("Could not create the inbox: {error}", { error: err.message }), "error");
   } finally {
     button.disabled = false;
     keepFocus(button);

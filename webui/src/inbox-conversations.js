@@ -21,6 +21,7 @@ import { showSafetyWords } from "./safety.js";
 import { accept, catchUp, inWrittenOrder, refusalText, renderThread } from "./thread.js";
 import { $, element, say } from "./ui.js";
 import { keepFocus, moveFocus } from "./focus.js";
+import { t } from "./i18n.js";
 
 let shown = null; // { inbox, messages }: what the last view was made from
 let exported = []; // the conversations shown, as the export writes them (export.js)
@@ -177,7 +178,8 @@ function render(inbox, records, entries, refused) {
   $("#refused").replaceChildren(...refused.map(({ message, refused: reason }) => {
     const item = element("li", { class: "refused", "data-id": message.id });
     item.append(element("p", { class: "flag", "data-kind": "error" }, reason));
-    const remove = element("button", { type: "button", class: "secondary delete", "aria-label": "Delete this refused message" }, "Delete");
+    const remove = element("button", { type: "button", class: "secondary delete",
+      "aria-label": t("Delete this refused message") }, t("Delete"));
     remove.addEventListener("click", () => deleteFromView(inbox, message, item));
     item.append(remove);
     return item;
@@ -188,10 +190,10 @@ function render(inbox, records, entries, refused) {
 
 function conversationView(inbox, record, entries) {
   const view = element("article", { class: "conversation", "data-reply-key": record.replyPublicKey });
-  const words = element("strong", { class: "words" });
+  const words = element("strong", { class: "words", dir: "ltr", translate: "no" });
   showSafetyWords(words, record.replyPublicKey);
-  const about = element("p", {}, "Conversation with an anonymous sender. Safety words of their reply key: ");
-  about.append(words);
+  const about = element("p", {}, t("Conversation with an anonymous sender. Safety words of their reply key:"));
+  about.append(" ", words);
   const list = element("ol", { class: "messages thread" });
   renderThread(list, record, entries, {
     onDelete: (message, item) => deleteFromView(inbox, message, item),
@@ -202,14 +204,16 @@ function conversationView(inbox, record, entries) {
   const form = element("form", { class: "reply-form" });
   const id = `reply-${record.replyPublicKey.slice(0, 12)}`;
   const textarea = element("textarea", { id, rows: "4", required: "" });
-  const send = element("button", { type: "submit" }, "Reply");
-  form.append(element("label", { for: id }, "Your reply (encrypted to this sender's reply key; a copy is kept on this device only)"), textarea, send);
+  const send = element("button", { type: "submit" }, t("Reply"));
+  textarea.setAttribute("dir", "auto");
+  form.append(element("label", { for: id },
+    t("Your reply (encrypted to this sender's reply key; a copy is kept on this device only)")), textarea, send);
   form.addEventListener("submit", (event) => reply(event, inbox, record, textarea, send));
-  const block = element("button", { type: "button", class: "danger" }, "Block conversation");
+  const block = element("button", { type: "button", class: "danger" }, t("Block conversation"));
   block.addEventListener("click", () => blockConversation(inbox, record, entries));
   const unread = element("p", { class: "conversation-unread" }); // reading.js keeps it up to date
   unread.hidden = true;
-  view.append(element("h3", {}, "Conversation"), unread, about, list, form, block);
+  view.append(element("h3", {}, t("Conversation")), unread, about, list, form, block);
   return view;
 }
 
@@ -217,11 +221,11 @@ async function reply(event, inbox, record, textarea, button) {
   event.preventDefault();
   const text = textarea.value;
   if (text.trim() === "") {
-    say("Write a reply first.", "error");
+    say(t("Write a reply first."), "error");
     return;
   }
   button.disabled = true;
-  say("Encrypting and sending your reply…");
+  say(t("Encrypting and sending your reply…"));
   const before = structuredClone(record.state);
   try {
     const message = nextMessage(record.state, text);
@@ -230,11 +234,11 @@ async function reply(event, inbox, record, textarea, button) {
     record.sentTexts[message.seq] = { text, at: new Date().toISOString() };
     await saveRecord(recipientKey(inbox.publicKey, record.replyPublicKey), record);
     if (shown) await showConversations(shown.inbox, shown.messages);
-    say("Reply sent. Only the sender, with their reply link, can read it.", "success");
+    say(t("Reply sent. Only the sender, with their reply link, can read it."), "success");
     moveFocus($("#status")); // the conversation was drawn again: its form is new
   } catch (err) {
     record.state = before;
-    say(err.status !== undefined ? postErrorText(err) : `Not sent: ${err.message}`, "error");
+    say(err.status !== undefined ? postErrorText(err) : t("Not sent: {error}", { error: err.message }), "error");
   } finally {
     button.disabled = false;
     keepFocus(button);
@@ -247,23 +251,23 @@ async function deleteFromView(inbox, message, item) {
     item.remove();
     if (shown) shown.messages = shown.messages.filter((listed) => listed.id !== message.id);
     if (item.dataset.readId) await messageRemoved(item.dataset.readId);
-    say("Message deleted.");
+    say(t("Message deleted."));
     moveFocus($("#messages-heading"));
   } catch (err) {
-    say(`Could not delete the message: ${err.message}`, "error");
+    say(t("Could not delete the message: {error}", { error: err.message }), "error");
   }
 }
 
 async function blockConversation(inbox, record, entries) {
-  if (!confirm("Block this conversation? Its messages are deleted from the server now, and new ones " +
+  if (!confirm(t("Block this conversation? Its messages are deleted from the server now, and new ones " +
     "are deleted unread whenever this inbox is opened in this browser. The server cannot tell " +
-    "conversations apart, so only this device knows about the block.")) return;
+    "conversations apart, so only this device knows about the block."))) return;
   record.blocked = true;
   await saveRecord(recipientKey(inbox.publicKey, record.replyPublicKey), record);
   for (const entry of entries) await deleteQuietly(inbox, entry.message.id);
   const gone = new Set(entries.map((entry) => entry.message.id));
   if (shown) await showConversations(inbox, shown.messages.filter((message) => !gone.has(message.id)));
-  say("Conversation blocked on this device. Its new messages will be deleted unread when this inbox loads here.");
+  say(t("Conversation blocked on this device. Its new messages will be deleted unread when this inbox loads here."));
   moveFocus($("#messages-heading"));
 }
 

@@ -30,6 +30,7 @@ import { hideShare, showShare } from "./share.js";
 import { reportWipe } from "./wipe.js";
 import { openNotifications } from "./notify.js";
 import { moveFocus } from "./focus.js";
+import { formatDate, formatSize, t, tn } from "./i18n.js";
 
 let current = null; // { keyPair, session, publicKey, link, prompt, opened: decrypted messages }
 
@@ -38,7 +39,7 @@ function formatTime(receivedAt) {
   const date = new Date(receivedAt.replace("Z", ":00Z"));
   return Number.isNaN(date.getTime())
     ? receivedAt
-    : date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+    : formatDate(date);
 }
 
 // The text and the files (attachments-view.js shows and saves them, as SPEC 5.10
@@ -50,7 +51,7 @@ function decrypt(message) {
     return { text: payload.text, attachments: attachmentsOf(payload) };
   } catch (err) {
     if (!(err instanceof SecretlinkCryptoError)) throw err;
-    return { error: `This message could not be decrypted (${err.message}).` };
+    return { error: t("This message could not be decrypted ({error}).", { error: err.message }) };
   }
 }
 
@@ -60,12 +61,13 @@ function renderMessage(message) {
   const item = element("li", { "data-id": message.id });
   const header = element("div", { class: "meta" });
   header.append(element("time", { datetime: message.received_at }, formatTime(message.received_at)));
-  const remove = element("button", { type: "button", class: "secondary delete", "aria-label": "Delete this message" }, "Delete");
+  const remove = element("button", { type: "button", class: "secondary delete",
+    "aria-label": t("Delete this message") }, t("Delete"));
   remove.addEventListener("click", () => deleteMessage(message.id, item));
   header.append(remove);
   const body = message.error
     ? element("p", { class: "undecryptable" }, message.error)
-    : element("pre", { class: "text" }, message.text);
+    : element("pre", { class: "text", dir: "auto", translate: "no" }, message.text);
   item.append(header, body);
   if (message.attachments?.length) item.append(renderAttachments(message.attachments, current.session));
   decorateMessage(item, message.text);
@@ -78,7 +80,7 @@ async function refresh() {
   // then not be shown under the other inbox's link.
   const inbox = current;
   const stillShown = () => current === inbox;
-  say("Fetching messages…");
+  say(t("Fetching messages…"));
   try {
     const { messages, usage } = await inbox.session.allMessages();
     if (!stillShown()) return;
@@ -91,20 +93,16 @@ async function refresh() {
     const count = messages.length - deletedUnread;
     $("#empty").hidden = count > 0;
     showUsage(usage);
-    say((count === 1 ? "1 message." : `${count} messages.`) +
-      (deletedUnread ? ` Deleted unread: ${deletedUnread} of a blocked conversation.` : ""));
+    const counted = tn("{count} message.", "{count} messages.", count);
+    say(deletedUnread
+      ? t("{messages} Deleted unread: {count} of a blocked conversation.", { messages: counted, count: deletedUnread })
+      : counted);
   } catch (err) {
     if (!stillShown()) return;
     say(err.code === "unknown_inbox"
-      ? "This server has no inbox for this key (it may have been deleted)."
-      : `Could not fetch messages: ${err.message}`, "error");
+      ? t("This server has no inbox for this key (it may have been deleted).")
+      : t("Could not fetch messages: {error}", { error: err.message }), "error");
   }
-}
-
-function formatBytes(bytes) {
-  return bytes >= 1024 * 1024
-    ? `${(bytes / (1024 * 1024)).toFixed(1)} MiB`
-    : `${Math.ceil(bytes / 1024)} KiB`;
 }
 
 // How much of its quota the inbox uses, and a plain sentence when senders are refused.
@@ -116,15 +114,17 @@ function showUsage(usage) {
     full.hidden = true;
     return;
   }
-  const parts = [usage.max_messages
-    ? `${usage.messages} of ${usage.max_messages} messages`
-    : `${usage.messages} messages`];
-  if (usage.max_bytes) parts.push(`${formatBytes(usage.bytes)} of ${formatBytes(usage.max_bytes)}`);
-  line.textContent = `Space used: ${parts.join(", ")}.`;
+  const messages = usage.max_messages
+    ? tn("{used} of {count} message", "{used} of {count} messages", usage.max_messages, { used: usage.messages })
+    : tn("{count} message", "{count} messages", usage.messages);
+  line.textContent = usage.max_bytes
+    ? t("Space used: {messages}, {bytes} of {max_bytes}.",
+      { messages, bytes: formatSize(usage.bytes), max_bytes: formatSize(usage.max_bytes) })
+    : t("Space used: {messages}.", { messages });
   full.hidden = !usage.full;
   full.textContent = usage.instance_full
-    ? "This server is full: nobody can send you messages until it has room again. Tell its operator."
-    : "This inbox is full: senders are turned away until you delete messages.";
+    ? t("This server is full: nobody can send you messages until it has room again. Tell its operator.")
+    : t("This inbox is full: senders are turned away until you delete messages.");
 }
 
 async function deleteMessage(id, item) {
@@ -137,10 +137,10 @@ async function deleteMessage(id, item) {
     // Deleting makes room: the usage shown is out of date until the next refresh.
     $("#inbox-full").hidden = true;
     $("#usage").textContent = "";
-    say("Message deleted.");
+    say(t("Message deleted."));
     moveFocus($("#messages-heading"));
   } catch (err) {
-    say(`Could not delete the message: ${err.message}`, "error");
+    say(t("Could not delete the message: {error}", { error: err.message }), "error");
   }
 }
 
@@ -161,14 +161,16 @@ async function openInbox(keyPair) {
   try {
     const info = await request("GET", `/api/v1/inboxes/${publicKey}`);
     current.prompt = info.prompt ?? "";
-    $("#inbox-prompt").textContent = info.prompt ? `Prompt: ${info.prompt}` : "";
+    $("#inbox-prompt").replaceChildren(...(info.prompt
+      ? [t("Prompt:"), " ", element("bdi", { translate: "no" }, info.prompt)]
+      : []));
     showShare(link, current.prompt);
   } catch (err) {
     $("#inbox-prompt").textContent = "";
     hideShare();
     say(err.code === "unknown_inbox"
-      ? "This server has no inbox for this key (it may have been deleted)."
-      : `Could not load the inbox: ${err.message}`, "error");
+      ? t("This server has no inbox for this key (it may have been deleted).")
+      : t("Could not load the inbox: {error}", { error: err.message }), "error");
     return;
   }
   await refresh();
@@ -181,15 +183,18 @@ async function showStoredInboxes() {
   try {
     records = await listKeys();
   } catch {
-    say("This browser does not allow stored keys here (private mode?). Open a key file instead.", "error");
+    say(t("This browser does not allow stored keys here (private mode?). Open a key file instead."), "error");
   }
   const list = $("#inbox-list");
   list.replaceChildren(...records.map((record) => {
     const item = element("li");
-    const open = element("button", { type: "button" }, "Open");
+    const open = element("button", { type: "button" }, t("Open"));
     open.addEventListener("click", () => openStored(record.publicKey));
-    const label = `${record.movedTo ? "(moved on) " : ""}${record.prompt ? `${record.prompt} — ` : ""}`;
-    item.append(element("span", { class: "key" }, `${label}${record.publicKey.slice(0, 12)}…`), " ", open);
+    const label = element("span", { class: "key" });
+    if (record.movedTo) label.append(t("(moved on)"), " ");
+    if (record.prompt) label.append(element("bdi", { translate: "no" }, record.prompt), " — ");
+    label.append(element("span", { dir: "ltr", translate: "no" }, `${record.publicKey.slice(0, 12)}…`));
+    item.append(label, " ", open);
     return item;
   }));
   $("#no-inboxes").hidden = records.length > 0;
@@ -210,13 +215,14 @@ async function openKeyFile(event) {
     // As a reader that knows reply key files (SPEC 6): a malformed `conversation` is refused.
     keyFile = loadReplyKeyFile(new Uint8Array(await head.arrayBuffer()));
   } catch (err) {
-    say(`That file is not a usable key file: ${err.message}`, "error");
+    say(t("That file is not a usable key file: {error}", { error: err.message }), "error");
     return;
   } finally {
     event.target.value = "";
   }
   if (keyFile.conversation) {
-    say("That is the reply key file of a conversation you started: open it on the reply page (/reply).", "error");
+    say(t("That is the reply key file of a conversation you started: open it on the reply page (/reply)."),
+      "error");
     return;
   }
   const keyPair = { publicKey: keyFile.publicKey, secretKey: keyFile.secretKey };
@@ -229,7 +235,7 @@ async function openKeyFile(event) {
   }
   await openInbox(keyPair);
   $("#key-file-note").textContent = keyFile.server && !isThisOrigin(keyFile.server)
-    ? `This key file was made for ${keyFile.server}; the inbox shown is the one on this server.`
+    ? t("This key file was made for {server}; the inbox shown is the one on this server.", { server: keyFile.server })
     : "";
 }
 
@@ -247,7 +253,7 @@ function isThisOrigin(server) {
 async function openStored(publicKey) {
   const stored = await loadKey(publicKey);
   if (!stored) {
-    say("This key is no longer stored in this browser.", "error");
+    say(t("This key is no longer stored in this browser."), "error");
     await showStoredInboxes();
     return;
   }
@@ -255,24 +261,26 @@ async function openStored(publicKey) {
 }
 
 async function forget() {
-  if (!confirm("Forget this inbox's key in this browser? Without a downloaded key file you lose the inbox.")) return;
+  if (!confirm(t("Forget this inbox's key in this browser? Without a downloaded key file you lose the inbox."))) {
+    return;
+  }
   await forgetKey(current.publicKey);
   await forgetReadState(current.publicKey);
   current = null;
   stopReading();
   hideShare();
   $("#inbox").hidden = true;
-  history.replaceState(null, "", location.pathname);
+  history.replaceState(null, "", `${location.pathname}${location.search}`);
   await showStoredInboxes();
-  say("Key removed from this browser.");
+  say(t("Key removed from this browser."));
 }
 
 async function deleteInbox() {
-  if (!confirm("Delete this inbox and all its messages from the server? This cannot be undone.")) return;
+  if (!confirm(t("Delete this inbox and all its messages from the server? This cannot be undone."))) return;
   try {
     await current.session.remove();
   } catch (err) {
-    say(`Could not delete the inbox: ${err.message}`, "error");
+    say(t("Could not delete the inbox: {error}", { error: err.message }), "error");
     return;
   }
   await forgetKey(current.publicKey);
@@ -283,7 +291,7 @@ async function deleteInbox() {
   hideShare();
   $("#inbox").hidden = true;
   await showStoredInboxes();
-  say("Inbox deleted. Its link no longer works.");
+  say(t("Inbox deleted. Its link no longer works."));
 }
 
 $("#key-file").addEventListener("change", openKeyFile);

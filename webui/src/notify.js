@@ -5,8 +5,10 @@
 
 import { b64decode } from "../../crypto/secretlink.js";
 import { $, say } from "./ui.js";
+import { formatList, t, tn } from "./i18n.js";
 
 const WORKER_PATH = "/notify-sw.js";
+const notificationScript = () => t("The notification script");
 let session = null; // the open inbox's API session
 let settings = null; // the server's last answer
 
@@ -16,15 +18,18 @@ async function registerWorker() {
   const holder = $("#notify");
   const source = new URL(holder.dataset.serviceWorker, location.href);
   if (source.origin !== location.origin || source.pathname !== WORKER_PATH) {
-    throw new Error("The page names an unexpected service worker.");
+    throw new Error(t("The page names an unexpected service worker."));
   }
   let response;
   try {
     response = await fetch(source, { integrity: holder.dataset.serviceWorkerIntegrity, credentials: "omit", cache: "no-store" });
   } catch {
-    throw new Error("The notification script could not be loaded or failed its integrity check.");
+    throw new Error(t("{script} could not be loaded or failed its integrity check.", { script: notificationScript() }));
   }
-  if (!response.ok) throw new Error(`The notification script could not be loaded (${response.status}).`);
+  if (!response.ok) {
+    throw new Error(t("{script} could not be loaded ({status}).",
+      { script: notificationScript(), status: String(response.status) }));
+  }
   const url = window.trustedTypes
     ? trustedTypes
       .createPolicy("secretlink-service-worker", { createScriptURL: (value) => (value === WORKER_PATH ? value : null) })
@@ -59,11 +64,13 @@ async function show(answer) {
   const mine = await thisDevicesSubscription().catch(() => null);
   const here = Boolean(answer.push && mine && mine.endpoint === answer.push.endpoint);
   const parts = [];
-  if (answer.push) parts.push(here ? "this device" : "another device");
-  if (answer.webhook) parts.push("a webhook");
+  if (answer.push) parts.push(here ? t("this device") : t("another device"));
+  if (answer.webhook) parts.push(t("a webhook"));
   $("#notify-state").textContent = parts.length
-    ? `On: "${answer.text}" goes to ${parts.join(" and ")}, up to ${answer.max_delay_minutes} minutes after a message arrives.`
-    : "Off: nothing is sent when a message arrives.";
+    ? tn("On: \"{text}\" goes to {targets}, up to {count} minute after a message arrives.",
+      "On: \"{text}\" goes to {targets}, up to {count} minutes after a message arrives.",
+      answer.max_delay_minutes, { text: answer.text, targets: formatList(parts) })
+    : t("Off: nothing is sent when a message arrives.");
   $("#notify-push").hidden = here || !pushSupported();
   $("#notify-push-off").hidden = !answer.push;
   $("#notify-off").hidden = !answer.enabled;
@@ -75,15 +82,15 @@ async function save(body, done) {
     say(done);
   } catch (err) {
     say(err.code === "no_target"
-      ? "Give a webhook URL, or notify this device, first."
-      : `Notifications not saved: ${err.message}`, "error");
+      ? t("Give a webhook URL, or notify this device, first.")
+      : t("Notifications not saved: {error}", { error: err.message }), "error");
   }
 }
 
 async function subscribe() {
   try {
     if ((await Notification.requestPermission()) !== "granted") {
-      say("This browser does not allow notifications from this site: allow them in its settings.", "error");
+      say(t("This browser does not allow notifications from this site: allow them in its settings."), "error");
       return;
     }
     const registration = await registerWorker();
@@ -91,9 +98,9 @@ async function subscribe() {
       userVisibleOnly: true,
       applicationServerKey: b64decode(settings.vapid_public_key),
     });
-    await save({ push: subscription.toJSON() }, "This device will be notified.");
+    await save({ push: subscription.toJSON() }, t("This device will be notified."));
   } catch (err) {
-    say(`This device could not subscribe to notifications: ${err.message}`, "error");
+    say(t("This device could not subscribe to notifications: {error}", { error: err.message }), "error");
   }
 }
 
@@ -101,7 +108,7 @@ async function subscribe() {
 // it, since other inboxes opened in this browser may use the same one.
 async function unsubscribe() {
   if (settings.webhook) {
-    await save({ push: null }, "Push notifications stopped; the webhook stays.");
+    await save({ push: null }, t("Push notifications stopped; the webhook stays."));
   } else {
     await turnOff();
   }
@@ -111,15 +118,15 @@ async function turnOff() {
   try {
     await session.notifications.remove();
     await show(await session.notifications.get());
-    say("Notifications are off.");
+    say(t("Notifications are off."));
   } catch (err) {
-    say(`Could not turn notifications off: ${err.message}`, "error");
+    say(t("Could not turn notifications off: {error}", { error: err.message }), "error");
   }
 }
 
 function saveSettings() {
   const webhook = $("#notify-webhook").value.trim();
-  return save({ webhook: webhook || null }, "Notification settings saved.");
+  return save({ webhook: webhook || null }, t("Notification settings saved."));
 }
 
 // Called by the inbox page when an inbox opens; hides the panel if the server has none.

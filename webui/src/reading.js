@@ -7,6 +7,7 @@
 import { createStore, del, get, set } from "idb-keyval";
 import { addBackupState, addDeviceBackupState } from "./backup.js";
 import { $, element } from "./ui.js";
+import { t, tn } from "./i18n.js";
 
 // Its own database, so that forgetting a key never touches it and the quick wipe
 // (wipe.js) removes it with every other database of this origin.
@@ -98,7 +99,7 @@ function showUnreadCount() {
   const unread = inbox ? inbox.ids.filter((id) => !inbox.read.has(id)).length : 0;
   $("#unread-count").textContent = !inbox || !inbox.ids.length
     ? ""
-    : unread === 0 ? "All messages read." : unread === 1 ? "1 unread message." : `${unread} unread messages.`;
+    : unread === 0 ? t("All messages read.") : tn("{count} unread message.", "{count} unread messages.", unread);
   $("#mark-all-read").disabled = unread === 0;
   showConversationCounts();
 }
@@ -109,7 +110,7 @@ function showConversationCounts() {
     const count = view.querySelector(".conversation-unread");
     if (!count) continue;
     const unread = view.querySelectorAll("li.unread[data-read-id]").length;
-    count.textContent = unread === 0 ? "" : unread === 1 ? "1 unread message" : `${unread} unread messages`;
+    count.textContent = unread === 0 ? "" : tn("{count} unread message", "{count} unread messages", unread);
     count.hidden = unread === 0;
   }
 }
@@ -117,7 +118,7 @@ function showConversationCounts() {
 function showReadState(item, read) {
   item.classList.toggle("unread", !read);
   const toggle = item.querySelector("button.read-toggle");
-  toggle.textContent = read ? "Mark unread" : "Mark read";
+  toggle.textContent = read ? t("Mark unread") : t("Mark read");
   toggle.setAttribute("aria-pressed", String(read));
   item.querySelector(".badge").hidden = read;
 }
@@ -198,7 +199,10 @@ function applyFold(item) {
   const revealed = item.dataset.revealed === "true";
   body.hidden = Boolean(phrase) && !revealed;
   notice.hidden = !phrase || revealed;
-  if (phrase) notice.querySelector("span").textContent = `Folded: contains the muted “${phrase}”. `;
+  if (phrase) {
+    const folded = t("Folded: contains the muted “{phrase}”.", { phrase });
+    notice.querySelector("span").textContent = `${folded} `;
+  }
 }
 
 /** Add the reading tools to one rendered message (an ordinary one, or one from the
@@ -207,7 +211,7 @@ function applyFold(item) {
 export function decorateMessage(item, text, readId = item.dataset.id) {
   item.dataset.readId = readId;
   const meta = item.querySelector(".meta");
-  const badge = element("span", { class: "badge" }, "New");
+  const badge = element("span", { class: "badge" }, t("New"));
   const toggle = element("button", { type: "button", class: "secondary read-toggle" });
   toggle.addEventListener("click", () => setRead(item, !isRead(item.dataset.readId)));
   meta.prepend(badge);
@@ -215,7 +219,7 @@ export function decorateMessage(item, text, readId = item.dataset.id) {
   showReadState(item, isRead(readId));
   if (text === undefined) return;
   texts.set(item, text);
-  const show = element("button", { type: "button", class: "secondary" }, "Show anyway");
+  const show = element("button", { type: "button", class: "secondary" }, t("Show anyway"));
   const notice = element("p", { class: "folded" });
   notice.append(element("span"), show);
   show.addEventListener("click", () => {
@@ -233,13 +237,14 @@ function refold() {
 function showMutedList() {
   $("#muted-list").replaceChildren(...muted.map((phrase, index) => {
     const row = element("li");
-    const remove = element("button", { type: "button", class: "secondary", "aria-label": `Unmute “${phrase}”` }, "Unmute");
+    const remove = element("button", { type: "button", class: "secondary",
+      "aria-label": t("Unmute “{phrase}”", { phrase }) }, t("Unmute"));
     remove.addEventListener("click", async () => {
       await saveMuted(muted.filter((_, other) => other !== index));
       showMutedList();
       refold();
     });
-    row.append(element("span", { class: "phrase" }, phrase), " ", remove);
+    row.append(element("bdi", { class: "phrase", translate: "no" }, phrase), " ", remove);
     return row;
   }));
   $("#no-muted").hidden = muted.length > 0;
@@ -251,15 +256,15 @@ async function addMuted(event) {
   const phrase = input.value.trim().replace(/\s+/gu, " ");
   const note = $("#mute-note");
   if (!phraseMatcher(phrase)) {
-    note.textContent = "Type a word or phrase to mute.";
+    note.textContent = t("Type a word or phrase to mute.");
     return;
   }
   if (phrase.length > MAX_MUTED_CHARS) {
-    note.textContent = `A muted phrase can have at most ${MAX_MUTED_CHARS} characters.`;
+    note.textContent = t("A muted phrase can have at most {count} characters.", { count: MAX_MUTED_CHARS });
     return;
   }
   if (muted.some((other) => fold(other) === fold(phrase))) {
-    note.textContent = `“${phrase}” is muted already.`;
+    note.textContent = t("“{phrase}” is muted already.", { phrase });
     return;
   }
   input.value = ""; // before waiting: the next phrase may be typed meanwhile
@@ -268,7 +273,7 @@ async function addMuted(event) {
   refold();
   note.textContent = kept
     ? ""
-    : "This browser refuses to store it: the phrase is muted until you leave the page.";
+    : t("This browser refuses to store it: the phrase is muted until you leave the page.");
 }
 
 // Key backups (backup.js, SPEC 6a.3) carry each inbox's read marks and this browser's

@@ -5,6 +5,7 @@
 
 import { b64encode } from "../../crypto/secretlink.js";
 import { inboxSession } from "./api.js";
+import { t } from "./i18n.js";
 
 export class WrongLinkError extends Error {}
 
@@ -12,11 +13,11 @@ export class WrongLinkError extends Error {}
 export async function registerInbox(keyPair, prompt, progress = () => {}) {
   // Creating an inbox costs a little work (against floods of inboxes): a few seconds
   // at most on a slow device, done in a worker while the text counts up.
-  let note = "Proving this is not a flood of inboxes (a short computation)…";
+  let note = t("Proving this is not a flood of inboxes (a short computation)…");
   const inbox = await inboxSession(keyPair).create(prompt, {
-    progress: (percent) => progress(`${note} ${percent}%`),
+    progress: (percent) => progress(t("{note} {percent}%", { note, percent })),
     onStale: () => {
-      note = "The server is busy and asks for more work; computing again…";
+      note = t("The server is busy and asks for more work; computing again…");
       progress(note);
     },
   });
@@ -24,7 +25,8 @@ export async function registerInbox(keyPair, prompt, progress = () => {}) {
   // one that points elsewhere is not the server the key was proved to.
   const link = `${location.origin}/to/${b64encode(keyPair.publicKey)}`;
   if (inbox?.link !== link) {
-    throw new WrongLinkError("The server answered with a link that is not this inbox's own. Do not use this server.");
+    throw new WrongLinkError(t("The server answered with a link that is not this inbox's own. " +
+      "Do not use this server."));
   }
   return { ...inbox, link };
 }

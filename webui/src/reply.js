@@ -21,6 +21,7 @@ import { showSafetyWords } from "./safety.js";
 import { accept, catchUp, openMessage, renderThread } from "./thread.js";
 import { $, downloadText, element, say } from "./ui.js";
 import { keepFocus, moveFocus } from "./focus.js";
+import { t, tn } from "./i18n.js";
 
 let current = null; // { key, record, keyPair, session }
 
@@ -61,7 +62,7 @@ async function adopt(conversation) {
 async function openConversation(key) {
   const record = await loadRecord(key);
   if (!record) {
-    say("This conversation is no longer stored in this browser.", "error");
+    say(t("This conversation is no longer stored in this browser."), "error");
     await showStored();
     return;
   }
@@ -79,14 +80,14 @@ async function openConversation(key) {
 async function refresh() {
   if (!current) return;
   const { record, keyPair } = current;
-  say("Fetching answers…");
+  say(t("Fetching answers…"));
   let messages;
   try {
     ({ messages } = await current.session.allMessages());
   } catch (err) {
     say(err.code === "unknown_inbox"
-      ? "This server has no inbox for this reply key (it was deleted, or expired)."
-      : `Could not fetch the answers: ${err.message}`, "error");
+      ? t("This server has no inbox for this reply key (it was deleted, or expired).")
+      : t("Could not fetch the answers: {error}", { error: err.message }), "error");
     return;
   }
   // Oldest first: the order the numbers were written in.
@@ -95,7 +96,8 @@ async function refresh() {
     if (opened.plain !== undefined) {
       // Anyone who knows the reply key's public half can send to its inbox; only the
       // boxed messages come from the recipient.
-      return { message, refused: "Refused: not part of this conversation (a message without its authentication)." };
+      return { message,
+        refused: t("Refused: not part of this conversation (a message without its authentication).") };
     }
     return opened.opened ? accept(record, opened) : opened;
   });
@@ -104,17 +106,17 @@ async function refresh() {
   renderThread($("#thread"), record, entries, { onDelete: deleteMessage });
   $("#thread-empty").hidden = entries.length > 0;
   const answers = entries.filter((entry) => entry.opened).length;
-  say(answers === 1 ? "1 answer." : `${answers} answers.`);
+  say(tn("{count} answer.", "{count} answers.", answers));
 }
 
 async function deleteMessage(message, item) {
   try {
     await current.session.deleteMessage(message.id);
     item.remove();
-    say("Message deleted from the server.");
+    say(t("Message deleted from the server."));
     moveFocus($("#conversation-heading"));
   } catch (err) {
-    say(`Could not delete the message: ${err.message}`, "error");
+    say(t("Could not delete the message: {error}", { error: err.message }), "error");
   }
 }
 
@@ -122,13 +124,13 @@ async function answer(event) {
   event.preventDefault();
   const text = $("#answer").value;
   if (text.trim() === "") {
-    say("Write an answer first.", "error");
+    say(t("Write an answer first."), "error");
     return;
   }
   const { record, keyPair } = current;
   const button = $("#send-answer");
   button.disabled = true;
-  say("Encrypting and sending…");
+  say(t("Encrypting and sending…"));
   const before = structuredClone(record.state);
   try {
     const message = nextMessage(record.state, text);
@@ -139,11 +141,11 @@ async function answer(event) {
     await saveRecord(current.key, record);
     $("#answer").value = "";
     await refresh(); // shows the kept copy, if any, in its place
-    say("Sent. Only the recipient can read it.", "success");
+    say(t("Sent. Only the recipient can read it."), "success");
     moveFocus($("#status"));
   } catch (err) {
     record.state = before; // not sent: the number is used by the next attempt
-    say(err.status !== undefined ? postErrorText(err) : `Not sent: ${err.message}`, "error");
+    say(err.status !== undefined ? postErrorText(err) : t("Not sent: {error}", { error: err.message }), "error");
   } finally {
     button.disabled = false;
     keepFocus(button);
@@ -158,13 +160,13 @@ async function openKeyFile(event) {
     const head = file.slice(0, MAX_KEY_FILE_BYTES + 1);
     keyFile = loadReplyKeyFile(new Uint8Array(await head.arrayBuffer()));
   } catch (err) {
-    say(`That file is not a usable reply key file: ${err.message}`, "error");
+    say(t("That file is not a usable reply key file: {error}", { error: err.message }), "error");
     return;
   } finally {
     event.target.value = "";
   }
   if (!keyFile.conversation) {
-    say("That is an inbox key file, not a reply key file: open it on the My inboxes page.", "error");
+    say(t("That is an inbox key file, not a reply key file: open it on the My inboxes page."), "error");
     return;
   }
   const key = await adopt({
@@ -180,9 +182,11 @@ async function showStored() {
   const records = await listRecords("sender:");
   $("#conversation-list").replaceChildren(...records.map((record) => {
     const item = element("li");
-    const open = element("button", { type: "button" }, "Open");
+    const open = element("button", { type: "button" }, t("Open"));
     open.addEventListener("click", () => openConversation(senderKey(record.replyPublicKey)));
-    item.append(element("span", { class: "key" }, `With inbox ${record.inboxPublicKey.slice(0, 12)}…`), " ", open);
+    const label = element("span", { class: "key" }, t("With inbox"));
+    label.append(" ", element("span", { dir: "ltr", translate: "no" }, `${record.inboxPublicKey.slice(0, 12)}…`));
+    item.append(label, " ", open);
     return item;
   }));
   $("#no-conversations").hidden = records.length > 0;
@@ -190,12 +194,13 @@ async function showStored() {
 }
 
 async function forget() {
-  if (!confirm("Forget this conversation's key in this browser? Without the reply link or key file you cannot read its answers again.")) return;
+  if (!confirm(t("Forget this conversation's key in this browser? Without the reply link or key file you cannot " +
+    "read its answers again."))) return;
   await forgetRecord(current.key);
   current = null;
   $("#conversation").hidden = true;
   await showStored();
-  say("Conversation removed from this browser.");
+  say(t("Conversation removed from this browser."));
 }
 
 $("#reply-key-file").addEventListener("change", openKeyFile);
@@ -218,7 +223,7 @@ if (fragment) {
     const link = parseReplyLink(`${location.origin}${location.pathname}#${fragment}`);
     opening = await adopt(link);
   } catch (err) {
-    say(`This reply link is damaged (${err.message}). Copy it whole and open it again.`, "error");
+    say(t("This reply link is damaged ({error}). Copy it whole and open it again.", { error: err.message }), "error");
   }
 }
 const stored = await showStored();

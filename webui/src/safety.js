@@ -3,12 +3,13 @@
 
 import { formatSafetyWords } from "../../crypto/conversation.js";
 import { decodePublicKey } from "../../crypto/secretlink.js";
+import { t } from "./i18n.js";
 
 // `publicKey`: the key's bytes, or its text as in a link.
 export function showSafetyWords(node, publicKey) {
   try {
     node.textContent = formatSafetyWords(typeof publicKey === "string" ? decodePublicKey(publicKey) : publicKey);
   } catch {
-    node.textContent = "(no safety words: this key is not valid)";
+    node.textContent = t("(no safety words: this key is not valid)");
   }
 }

@@ -18,6 +18,7 @@ import { saveRecord, senderKey } from "./conversation-store.js";
 import { registerInbox } from "./registration.js";
 import { showSafetyWords } from "./safety.js";
 import { $, copyField, downloadText } from "./ui.js";
+import { t } from "./i18n.js";
 
 const encoder = new TextEncoder();
 // A reply inbox registered for a send that then failed: the next attempt uses it
@@ -39,12 +40,13 @@ export function replyWanted() {
  */
 export async function startConversation(inboxPublicKey, text, progress) {
   if (encoder.encode(text).length > MAX_CONVERSATION_TEXT_BYTES) {
-    throw new Error(`A message that lets the recipient reply holds at most ${MAX_CONVERSATION_TEXT_BYTES} bytes.`);
+    throw new Error(t("A message that lets the recipient reply holds at most {bytes} bytes.",
+      { bytes: MAX_CONVERSATION_TEXT_BYTES }));
   }
   if (!pending || b64encode(pending.inboxPublicKey) !== b64encode(inboxPublicKey)) {
     const reply = newReplyKey();
     const keyPair = { publicKey: reply.publicKey, secretKey: reply.secretKey };
-    progress("Registering an inbox for the recipient's answers…");
+    progress(t("Registering an inbox for the recipient's answers…"));
     await registerInbox(keyPair, "", progress);
     pending = { keyPair, conversationId: reply.conversationId, inboxPublicKey };
   }
@@ -71,7 +73,7 @@ async function showWayBack(conversation, state, text) {
   $("#reply-link").value = buildReplyLink(location.origin, keyPair.secretKey, inboxPublicKey, conversationId);
   showSafetyWords($("#reply-safety-words"), keyPair.publicKey);
   const keep = $("#keep-own").checked;
-  let note = "Neither the reply key nor your message was kept in this browser.";
+  let note = t("Neither the reply key nor your message was kept in this browser.");
   if (keep) {
     await saveRecord(senderKey(b64encode(keyPair.publicKey)), {
       kind: "sender",
@@ -83,7 +85,8 @@ async function showWayBack(conversation, state, text) {
       state,
       sentTexts: { 1: { text, at: new Date().toISOString() } },
     });
-    note = "The reply key and a copy of your message are kept in this browser, on this device only. Opening the reply link here shows them.";
+    note = t("The reply key and a copy of your message are kept in this browser, on this device only. " +
+      "Opening the reply link here shows them.");
   }
   $("#reply-kept").textContent = note;
   $("#want-reply").checked = false; // a next message starts no conversation unless asked again

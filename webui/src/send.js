@@ -22,6 +22,7 @@ import { replyWanted, startConversation } from "./send-reply.js";
 import { $, say } from "./ui.js";
 import { solvePuzzle, withWork } from "./work.js";
 import { keepFocus, moveFocus } from "./focus.js";
+import { formatPercent, t } from "./i18n.js";
 
 const encoder = new TextEncoder();
 const keyText = decodeURIComponent(location.pathname.split("/").pop());
@@ -54,20 +55,23 @@ function showSize() {
   const tooLong = used > MAX_PAYLOAD;
   const meter = $("#space");
   meter.value = Math.min(share, 100);
-  meter.setAttribute("aria-valuetext", tooLong ? "over 100 % used" : `${Math.floor(share)} % used`);
+  const full = formatPercent(100);
+  const usedText = t("{share} used", { share: formatPercent(Math.floor(share)) });
+  meter.setAttribute("aria-valuetext", tooLong ? t("over {share} used", { share: full }) : usedText);
   const size = $("#size");
   size.textContent = tooLong
-    ? "Too long: over 100 % used. Shorten the message to send it."
-    : `${Math.floor(share)} % used`;
+    ? t("Too long: over {share} used. Shorten the message to send it.", { share: full })
+    : usedText;
   size.dataset.kind = tooLong ? "error" : "info";
 }
 
 // Progress is shown only while a sender is waiting for the work (see `waiting`).
 let waiting = false;
-let workNote = "Proving this is not spam (a short computation)…";
+const provingNote = () => t("Proving this is not spam (a short computation)…");
+let workNote = provingNote();
 
 function showProgress(percent) {
-  if (waiting) say(`${workNote} ${percent}%`);
+  if (waiting) say(t("{note} {percent}%", { note: workNote, percent }));
 }
 
 // Work done ahead, while the sender writes, so that Send does not wait for it: one
@@ -133,12 +137,12 @@ async function postMessage(ciphertext, attachments = []) {
     waiting = true;
     const { puzzle, solution } = await takeProof();
     performance.mark("secretlink:send:proof-ready");
-    say("Sending…");
+    say(t("Sending…"));
     try {
       return await send({ puzzle, solution });
     } catch (err) {
       if (err.code === "pow_stale" && err.data?.puzzle) {
-        workNote = "The server is busy and asks for more work; computing again…";
+        workNote = t("The server is busy and asks for more work; computing again…");
         say(workNote);
         return withWork(err.data.puzzle, send, {
           progress: showProgress,
@@ -150,17 +154,24 @@ async function postMessage(ciphertext, attachments = []) {
   }
 }
 
+// Functions, so that each text is looked up in the page's catalogue when it is shown.
 const SEND_ERRORS = {
-  unknown_inbox: "This inbox does not exist (any more). Your message was not sent.",
-  inbox_full: "This inbox is full: its owner has to delete messages before it takes more. Your message was not sent; try again later.",
-  instance_full: "This server is full and takes no messages for now. Your message was not sent; try again later.",
-  rate_limited: "Too many messages right now (from your network, to this inbox, or to this server). Your message was not sent; wait a minute and try again.",
-  too_large: "The message is too long for this server. Your message was not sent.",
-  unreachable: "Could not reach the server. Your message was not sent; try again.",
-  inbox_paused: "This inbox is not taking messages right now: its owner has paused it. Your message was not sent; try again later.",
-  inbox_moved: "This inbox has moved on: its owner no longer takes messages at this link. Your message was not sent.",
-  inbox_disabled: "This inbox is not available. Your message was not sent.",
-  hourly_cap_reached: "This inbox takes only so many messages an hour, and has had that many. Your message was not sent; try again later.",
+  unknown_inbox: () => t("This inbox does not exist (any more). Your message was not sent."),
+  inbox_full: () => t("This inbox is full: its owner has to delete messages before it takes more. " +
+    "Your message was not sent; try again later."),
+  instance_full: () => t("This server is full and takes no messages for now. Your message was not sent; " +
+    "try again later."),
+  rate_limited: () => t("Too many messages right now (from your network, to this inbox, or to this server). " +
+    "Your message was not sent; wait a minute and try again."),
+  too_large: () => t("The message is too long for this server. Your message was not sent."),
+  unreachable: () => t("Could not reach the server. Your message was not sent; try again."),
+  inbox_paused: () => t("This inbox is not taking messages right now: its owner has paused it. " +
+    "Your message was not sent; try again later."),
+  inbox_moved: () => t("This inbox has moved on: its owner no longer takes messages at this link. " +
+    "Your message was not sent."),
+  inbox_disabled: () => t("This inbox is not available. Your message was not sent."),
+  hourly_cap_reached: () => t("This inbox takes only so many messages an hour, and has had that many. " +
+    "Your message was not sent; try again later."),
 };
 
 async function send(event) {
@@ -168,28 +179,30 @@ async function send(event) {
   const text = textarea.value;
   const files = chosenFiles();
   if (text.trim() === "" && !files.length) {
-    say("Write a message first.", "error");
+    say(t("Write a message first."), "error");
     moveFocus(textarea);
     return;
   }
   if (payloadBytes(text) > MAX_PAYLOAD) {
-    say("The message is too long: it takes over 100 % of the space. Shorten it to send it.", "error");
+    say(t("The message is too long: it takes over {share} of the space. Shorten it to send it.",
+      { share: formatPercent(100) }), "error");
     moveFocus(textarea);
     return;
   }
   if (files.length && replyWanted()) {
-    say("Files cannot go with a reply request (a conversation carries text only): send them in a message of their own.", "error");
+    say(t("Files cannot go with a reply request (a conversation carries text only): send them in a message " +
+      "of their own."), "error");
     return;
   }
   let entries = [];
   try {
     entries = prepareFiles(files);
   } catch (err) {
-    say(`${err.message} Nothing was sent.`, "error");
+    say(t("{error} Nothing was sent.", { error: err.message }), "error");
     return;
   }
   button.disabled = true;
-  say("Encrypting and sending…");
+  say(t("Encrypting and sending…"));
   // User Timing: lets benchmarks (and anyone's devtools) see how long a send takes.
   performance.mark("secretlink:send:start");
   try {
@@ -208,22 +221,23 @@ async function send(event) {
     clearFiles();
     showSize();
     say(reply
-      ? "Sent. Only the owner of this inbox can read it. Keep the reply link below to read the answers."
-      : "Sent. Only the owner of this inbox can read it.", "success");
+      ? t("Sent. Only the owner of this inbox can read it. Keep the reply link below to read the answers.")
+      : t("Sent. Only the owner of this inbox can read it."), "success");
     moveFocus(reply ? $("#reply-ready h2") : $("#status"));
   } catch (err) {
     if (err instanceof SizeError && entries.length) {
-      say("The text and the list of files do not fit in one message: shorten the text. Nothing was sent.", "error");
+      say(t("The text and the list of files do not fit in one message: shorten the text. Nothing was sent."),
+        "error");
     } else if (err instanceof SecretlinkCryptoError) {
-      say(`This link's key is not usable (${err.message}). Nothing was sent.`, "error");
+      say(t("This link's key is not usable ({error}). Nothing was sent.", { error: err.message }), "error");
     } else {
-      say(SEND_ERRORS[err.code] ?? `${err.message} Your message was not sent.`, "error");
+      say(SEND_ERRORS[err.code]?.() ?? t("{error} Your message was not sent.", { error: err.message }), "error");
       // Closed since the page opened: the notice shows, the sender's text stays.
       if (CLOSED.has(err.code)) showClosed(statusOf(err.code), { keepForm: true });
     }
   } finally {
     waiting = false;
-    workNote = "Proving this is not spam (a short computation)…";
+    workNote = provingNote();
     button.disabled = false;
     keepFocus(button);
     prepareAhead(); // for a next message

@@ -5,14 +5,15 @@
 
 import { request } from "./api.js";
 import { $ } from "./ui.js";
+import { t } from "./i18n.js";
 
 // The refusals that mean "this inbox takes no messages now", whatever was typed.
 export const CLOSED = new Set(["inbox_paused", "inbox_moved", "inbox_disabled"]);
 
 const NOTICES = {
-  paused: "This inbox is not taking messages right now: its owner has paused it. Try again later.",
-  moved: "This inbox has moved on: its owner no longer takes messages at this link.",
-  disabled: "This inbox is not available.",
+  paused: () => t("This inbox is not taking messages right now: its owner has paused it. Try again later."),
+  moved: () => t("This inbox has moved on: its owner no longer takes messages at this link."),
+  disabled: () => t("This inbox is not available."),
 };
 
 // Elements that offer something the inbox may refuse carry data-needs="replies" or
@@ -32,7 +33,7 @@ function hideUnaccepted(info) {
 // (closed while they wrote): their text stays on screen for them to keep.
 export function showClosed(status, { keepForm = false } = {}) {
   const notice = $("#inbox-notice");
-  notice.textContent = NOTICES[status] ?? NOTICES.disabled;
+  notice.textContent = (NOTICES[status] ?? NOTICES.disabled)();
   notice.hidden = false;
   if (!keepForm) $("#send-form").hidden = true;
 }

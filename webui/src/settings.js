@@ -6,6 +6,7 @@ import { b64encode, generateKeyPair } from "../../crypto/secretlink.js";
 import { inboxSession } from "./api.js";
 import { loadKey, saveKey } from "./keystore.js";
 import { $, say } from "./ui.js";
+import { t, tn } from "./i18n.js";
 
 const RETENTION_CHOICES = [1, 7, 30, 90];
 
@@ -15,7 +16,8 @@ let shown = null; // the settings last read from or saved to the server
 const fields = () => $("#settings-fields");
 
 function describeDefault(days) {
-  return days ? `this server's default (${days} days)` : "this server's default (until you delete them)";
+  return days ? tn("this server's default ({count} day)", "this server's default ({count} days)", days)
+    : t("this server's default (until you delete them)");
 }
 
 function render(settings) {
@@ -33,11 +35,13 @@ function render(settings) {
   $("#setting-retention").value = settings.retention_days === null ? "" : String(settings.retention_days);
   const state = $("#settings-state");
   if (settings.disabled) {
-    state.textContent = "The operator of this server has disabled this inbox: senders see only "
-      + `"This inbox is not available." Reason given: ${settings.disabled_reason || "none"}`;
+    const notice = t("This inbox is not available.");
+    const reason = settings.disabled_reason || t("none");
+    state.textContent = t("The operator of this server has disabled this inbox: senders see only " +
+      "\"{notice}\" Reason given: {reason}", { notice, reason });
   } else if (settings.moved_to) {
-    state.textContent = "This link has moved on: senders are told so, and not where. Its messages "
-      + "stay here until you delete them.";
+    state.textContent = t("This link has moved on: senders are told so, and not where. Its messages " +
+      "stay here until you delete them.");
   }
   state.dataset.kind = settings.disabled ? "error" : "info";
   state.hidden = !settings.disabled && !settings.moved_to;
@@ -57,7 +61,9 @@ export async function loadSettings() {
     if (hooks.current() === current) render(settings);
   } catch (err) {
     // An unknown inbox is reported by the page itself, just after.
-    if (err.code !== "unknown_inbox") say(`Could not load the inbox's settings: ${err.message}`, "error");
+    if (err.code !== "unknown_inbox") {
+      say(t("Could not load the inbox's settings: {error}", { error: err.message }), "error");
+    }
   }
 }
 
@@ -69,7 +75,7 @@ async function change(changes, done) {
     render(await current.session.changeSettings(changes));
     say(done, "success");
   } catch (err) {
-    say(`Could not save the setting: ${err.message}`, "error");
+    say(t("Could not save the setting: {error}", { error: err.message }), "error");
     if (shown) render(shown); // show what the server still has
   } finally {
     fields().disabled = false;
@@ -78,13 +84,13 @@ async function change(changes, done) {
 
 function changeCap() {
   const text = $("#setting-cap").value.trim();
-  if (text === "") return change({ hourly_cap: null }, "No hourly limit of your own now.");
+  if (text === "") return change({ hourly_cap: null }, t("No hourly limit of your own now."));
   const cap = Number(text);
   if (!Number.isInteger(cap) || cap < 1 || cap > 10000) {
-    say("The hourly limit must be a whole number from 1 to 10000, or empty for none.", "error");
+    say(t("The hourly limit must be a whole number from 1 to 10000, or empty for none."), "error");
     return render(shown);
   }
-  return change({ hourly_cap: cap }, `At most ${cap} messages per hour now.`);
+  return change({ hourly_cap: cap }, tn("At most {count} message per hour now.", "At most {count} messages per hour now.", cap));
 }
 
 function changeRetention() {
@@ -92,19 +98,20 @@ function changeRetention() {
   const days = value === "" ? null : Number(value);
   if (days !== null && !RETENTION_CHOICES.includes(days)) return render(shown);
   return change({ retention_days: days }, days === null
-    ? "Messages are kept as long as this server keeps them."
-    : `Messages are deleted from the server ${days === 1 ? "a day" : `${days} days`} after they arrive.`);
+    ? t("Messages are kept as long as this server keeps them.")
+    : tn("Messages are deleted from the server {count} day after they arrive.",
+      "Messages are deleted from the server {count} days after they arrive.", days));
 }
 
 async function deleteAll() {
   const current = hooks.current();
   if (!current) return;
-  if (!confirm("Delete every message of this inbox from the server? This cannot be undone.")) return;
+  if (!confirm(t("Delete every message of this inbox from the server? This cannot be undone."))) return;
   try {
     const { deleted } = await current.session.deleteAllMessages();
-    say(deleted === 1 ? "1 message deleted." : `${deleted} messages deleted.`, "success");
+    say(tn("{count} message deleted.", "{count} messages deleted.", deleted), "success");
   } catch (err) {
-    say(`Could not delete the messages: ${err.message}`, "error");
+    say(t("Could not delete the messages: {error}", { error: err.message }), "error");
     return;
   }
   await hooks.refresh();
@@ -117,9 +124,9 @@ async function deleteAll() {
 async function rotate() {
   const current = hooks.current();
   if (!current) return;
-  if (!confirm("Make a new link for this inbox? The old link will only tell senders that "
-    + "this inbox has moved on, not where; share the new link yourself. The old messages stay "
-    + "readable here until you delete them.")) return;
+  if (!confirm(t("Make a new link for this inbox? The old link will only tell senders that " +
+    "this inbox has moved on, not where; share the new link yourself. The old messages stay " +
+    "readable here until you delete them."))) return;
   const button = $("#rotate");
   button.disabled = true;
   try {
@@ -127,19 +134,19 @@ async function rotate() {
     const prompt = stored?.record.prompt ?? "";
     const keyPair = generateKeyPair();
     const next = inboxSession(keyPair);
-    let note = "Making the new inbox (a short computation against floods)…";
+    let note = t("Making the new inbox (a short computation against floods)…");
     const inbox = await next.create(prompt, {
-      progress: (percent) => say(`${note} ${percent}%`),
+      progress: (percent) => say(t("{note} {percent}%", { note, percent })),
       onStale: () => {
-        note = "The server is busy and asks for more work; computing again…";
+        note = t("The server is busy and asks for more work; computing again…");
         say(note);
       },
     });
     // As on the start page (SPEC 4.4): the link must be this origin and our own key.
     const link = `${location.origin}/to/${b64encode(keyPair.publicKey)}`;
     if (inbox?.link !== link) {
-      say("The server answered with a link that is not the new inbox's own. Do not use this "
-        + "server: nothing was rotated.", "error");
+      say(t("The server answered with a link that is not the new inbox's own. Do not use this " +
+        "server: nothing was rotated."), "error");
       return;
     }
     try {
@@ -147,16 +154,16 @@ async function rotate() {
     } catch {
       // Never move the old inbox on to a key this browser could not keep.
       await next.remove().catch(() => {});
-      say("This browser refused to store the new key, so the link was not rotated.", "error");
+      say(t("This browser refused to store the new key, so the link was not rotated."), "error");
       return;
     }
-    say("Marking the old link as moved on…");
+    say(t("Marking the old link as moved on…"));
     await current.session.rotateTo(next);
     if (stored) await saveKey(current.keyPair, { ...extras(stored.record), movedTo: b64encode(keyPair.publicKey) });
     await hooks.opened(keyPair);
-    say("New link made: share it. The old inbox stays in the list so you can read its messages.", "success");
+    say(t("New link made: share it. The old inbox stays in the list so you can read its messages."), "success");
   } catch (err) {
-    say(`Could not rotate the link: ${err.message}`, "error");
+    say(t("Could not rotate the link: {error}", { error: err.message }), "error");
   } finally {
     button.disabled = false;
   }
@@ -171,11 +178,12 @@ function extras(record) {
 export function initSettings(pageHooks) {
   hooks = pageHooks;
   $("#setting-paused").addEventListener("change", (event) => change({ paused: event.target.checked },
-    event.target.checked ? "Paused: senders now see a notice instead of the form." : "Resumed: senders can write again."));
+    event.target.checked ? t("Paused: senders now see a notice instead of the form.")
+      : t("Resumed: senders can write again.")));
   $("#setting-replies").addEventListener("change", (event) => change({ accepts_replies: event.target.checked },
-    event.target.checked ? "Replies are accepted." : "Replies are not accepted."));
+    event.target.checked ? t("Replies are accepted.") : t("Replies are not accepted.")));
   $("#setting-attachments").addEventListener("change", (event) => change({ accepts_attachments: event.target.checked },
-    event.target.checked ? "Attachments will be accepted." : "Attachments are not accepted."));
+    event.target.checked ? t("Attachments will be accepted.") : t("Attachments are not accepted.")));
   $("#setting-cap").addEventListener("change", changeCap);
   $("#setting-retention").addEventListener("change", changeRetention);
   $("#delete-all").addEventListener("click", deleteAll);

@@ -5,6 +5,7 @@
 
 import encodeQR from "qr";
 import { $, element, say } from "./ui.js";
+import { t } from "./i18n.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const QUIET_ZONE = 4; // modules of light margin that scanners need (ISO/IEC 18004)
@@ -50,12 +51,12 @@ async function share() {
   try {
     await navigator.share({
       title: "secretlink",
-      text: shared.prompt || "Send me an anonymous, end-to-end encrypted message.",
+      text: shared.prompt || t("Send me an anonymous, end-to-end encrypted message."),
       url: shared.link,
     });
   } catch (err) {
     if (err?.name === "AbortError") return; // closed the share sheet
-    say(`Could not share: ${err?.message ?? err}. Copy the link instead.`, "error");
+    say(t("Could not share: {error}. Copy the link instead.", { error: err?.message ?? err }), "error");
   }
 }
 
@@ -63,10 +64,11 @@ async function share() {
 export function showShare(link, prompt = "") {
   shared = { link, prompt };
   try {
-    $("#share-qr").replaceChildren(qrSvg(link, "QR code of the inbox link"));
+    $("#share-qr").replaceChildren(qrSvg(link, t("QR code of the inbox link")));
   } catch {
     // Only a link longer than a QR code holds (an origin of thousands of characters).
-    $("#share-qr").replaceChildren(element("p", { class: "hint" }, "This link is too long for a QR code: copy it instead."));
+    $("#share-qr").replaceChildren(
+      element("p", { class: "hint" }, t("This link is too long for a QR code: copy it instead.")));
   }
   const caption = $("#share-prompt");
   caption.textContent = prompt;

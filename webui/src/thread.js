@@ -14,6 +14,7 @@ import {
 } from "../../crypto/conversation.js";
 import { SecretlinkCryptoError, b64decode, openEnvelope } from "../../crypto/secretlink.js";
 import { element } from "./ui.js";
+import { formatDate, t } from "./i18n.js";
 
 // A message as the server listed it, opened with this side's key: `plain` (no
 // conversation field), `opened` (steps 1-5 passed) or `refused` with the reason.
@@ -29,13 +30,19 @@ export function openMessage(message, secretKey) {
 }
 
 export function refusalText(err) {
-  if (err instanceof ReflectionError) return "Refused: a reflection (one of your own messages sent back to you).";
-  if (err instanceof ReplayError) return `Refused: a replay (${err.message.replace(/^replay: /, "")}).`;
-  if (err instanceof WrongConversationError) return "Refused: it belongs to another conversation.";
-  if (err instanceof ConversationError) {
-    return "Refused: not authentic. It was not written with either key of this conversation (forged or tampered with).";
+  if (err instanceof ReflectionError) return t("Refused: a reflection (one of your own messages sent back to you).");
+  if (err instanceof ReplayError) {
+    // The crypto module says which number: "replay: message #3 was already read".
+    const seq = /#(\d+)/.exec(err.message)?.[1];
+    return seq ? t("Refused: a replay (message #{seq} was already read).", { seq })
+      : t("Refused: a replay ({error}).", { error: err.message });
   }
-  return `Refused: this message could not be read (${err.message}).`;
+  if (err instanceof WrongConversationError) return t("Refused: it belongs to another conversation.");
+  if (err instanceof ConversationError) {
+    return t("Refused: not authentic. It was not written with either key of this conversation " +
+      "(forged or tampered with).");
+  }
+  return t("Refused: this message could not be read ({error}).", { error: err.message });
 }
 
 // Steps 6-10 for one opened message against the record's state (updated when
@@ -64,7 +71,7 @@ function formatTime(text) {
   const date = new Date(text.length === 17 ? text.replace("Z", ":00Z") : text);
   return Number.isNaN(date.getTime())
     ? text
-    : date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+    : formatDate(date);
 }
 
 function flag(text) {
@@ -94,7 +101,8 @@ export function renderThread(list, record, entries, { onDelete, decorate } = {})
   for (let seq = 1; seq <= top; seq++) {
     if (state.seen[seq] === undefined) {
       const marker = element("li", { class: "missing", "data-missing": String(seq) });
-      marker.append(flag(`Message #${seq} from the other side is missing: the server has not delivered it.`));
+      marker.append(flag(t("Message #{seq} from the other side is missing: the server has not delivered it.",
+        { seq: String(seq) })));
       items.push({ at: null, before: seq, node: marker });
     }
   }
@@ -103,34 +111,36 @@ export function renderThread(list, record, entries, { onDelete, decorate } = {})
     const { seq, lastSeen, text } = entry.opened;
     const item = element("li", { class: "peer", "data-seq": String(seq), "data-id": entry.message.id });
     const meta = element("div", { class: "meta" });
-    const label = element("span", {}, `#${seq} from the other side · `);
-    label.append(element("time", { datetime: entry.message.received_at }, formatTime(entry.message.received_at)));
+    const label = element("span", {}, t("#{seq} from the other side", { seq: String(seq) }));
+    label.append(" · ", element("time", { datetime: entry.message.received_at }, formatTime(entry.message.received_at)));
     meta.append(label);
     if (onDelete) {
-      const remove = element("button", { type: "button", class: "secondary delete", "aria-label": `Delete message #${seq}` }, "Delete");
+      const remove = element("button", { type: "button", class: "secondary delete",
+        "aria-label": t("Delete message #{seq}", { seq: String(seq) }) }, t("Delete"));
       remove.addEventListener("click", () => onDelete(entry.message, item));
       meta.append(remove);
     }
-    item.append(meta, element("pre", { class: "text" }, text));
+    item.append(meta, element("pre", { class: "text", dir: "auto", translate: "no" }, text));
     decorate?.(item, entry);
     if (record.claimsUnsent?.[seq]) {
-      item.append(flag(`This message says it has read your message #${lastSeen}, which this device never sent (sent from another device, or tampered with).`));
+      item.append(flag(t("This message says it has read your message #{seq}, which this device never sent " +
+        "(sent from another device, or tampered with).", { seq: String(lastSeen) })));
     } else if (entry === latest && lastSeen < highestSent(state)) {
       // Not an alarm: the other side may simply not have read them yet. But if it writes
       // again and this stays, the server is holding your messages back.
       item.append(element("p", { class: "hint unseen" }, lastSeen === 0
-        ? "When it wrote this, the other side had not seen any of your messages."
-        : `When it wrote this, the other side had not seen your messages after #${lastSeen}.`));
+        ? t("When it wrote this, the other side had not seen any of your messages.")
+        : t("When it wrote this, the other side had not seen your messages after #{seq}.", { seq: String(lastSeen) })));
     }
     items.push({ at: entry.message.received_at, seq, lastSeen, node: item });
   }
   for (const [seq, kept] of Object.entries(record.sentTexts ?? {})) {
     const item = element("li", { class: "own", "data-seq": seq });
     const meta = element("div", { class: "meta" });
-    const label = element("span", {}, `#${seq} from you (kept on this device only) · `);
-    label.append(element("time", { datetime: kept.at }, formatTime(kept.at)));
+    const label = element("span", {}, t("#{seq} from you (kept on this device only)", { seq: String(seq) }));
+    label.append(" · ", element("time", { datetime: kept.at }, formatTime(kept.at)));
     meta.append(label);
-    item.append(meta, element("pre", { class: "text" }, kept.text));
+    item.append(meta, element("pre", { class: "text", dir: "auto", translate: "no" }, kept.text));
     items.push({ at: kept.at, own: true, seq: Number(seq), node: item });
   }
   // Markers go right before the peer message that follows the gap.
@@ -143,7 +153,8 @@ export function renderThread(list, record, entries, { onDelete, decorate } = {})
     const item = element("li", { class: "refused", "data-id": entry.message.id });
     item.append(flag(entry.refused));
     if (onDelete) {
-      const remove = element("button", { type: "button", class: "secondary delete", "aria-label": "Delete this refused message" }, "Delete");
+      const remove = element("button", { type: "button", class: "secondary delete",
+        "aria-label": t("Delete this refused message") }, t("Delete"));
       remove.addEventListener("click", () => onDelete(entry.message, item));
       item.append(remove);
     }

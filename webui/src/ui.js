@@ -1,5 +1,7 @@
 // Small DOM helpers shared by the pages. Text goes in as text, never as HTML.
 
+import { t } from "./i18n.js";
+
 export const $ = (selector) => document.querySelector(selector);
 
 // The page's status line is a polite live region (role=status): screen readers read
@@ -22,11 +24,11 @@ export async function copyField(input, button) {
   input.select();
   try {
     await navigator.clipboard.writeText(input.value);
-    button.textContent = "Copied";
+    button.textContent = t("Copied");
   } catch {
-    button.textContent = "Press Ctrl+C to copy";
+    button.textContent = t("Press Ctrl+C to copy");
   }
-  setTimeout(() => (button.textContent = "Copy"), 2500);
+  setTimeout(() => (button.textContent = t("Copy")), 2500);
 }
 
 export function downloadText(filename, text, type = "application/json") {

@@ -4,6 +4,8 @@
 // (required by the CSP) let a script URL through only via a policy; the page's one
 // policy, `secretlink-worker`, admits nothing but the blobs made here.
 
+import { t } from "./i18n.js";
+
 let policy = null;
 const admitted = new Set();
 const urls = new Map(); // worker name -> the verified blob's (trusted) URL
@@ -23,15 +25,17 @@ export async function verifiedWorkerUrl(name, url, integrity, label) {
   if (urls.has(name)) return urls.get(name);
   const source = new URL(url ?? "", location.href);
   if (source.origin !== location.origin || !source.pathname.startsWith(`/static/build/${name}.js`)) {
-    throw new Error("The page names an unexpected worker script.");
+    throw new Error(t("The page names an unexpected worker script."));
   }
   let response;
   try {
     response = await fetch(source, { integrity, credentials: "omit" });
   } catch {
-    throw new Error(`${label} could not be loaded or failed its integrity check.`);
+    throw new Error(t("{script} could not be loaded or failed its integrity check.", { script: label }));
   }
-  if (!response.ok) throw new Error(`${label} could not be loaded (${response.status}).`);
+  if (!response.ok) {
+    throw new Error(t("{script} could not be loaded ({status}).", { script: label, status: String(response.status) }));
+  }
   const blobUrl = URL.createObjectURL(new Blob([await response.arrayBuffer()], { type: "text/javascript" }));
   urls.set(name, trustedUrl(blobUrl));
   return urls.get(name);

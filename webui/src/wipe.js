@@ -6,6 +6,7 @@
 // files, history, the operating system's backups) is out of a page's reach: README.
 
 import { $, say } from "./ui.js";
+import { formatList, t } from "./i18n.js";
 
 // The app's databases, for browsers without indexedDB.databases() (it lists every
 // database of this origin where it exists, including ones added by later features).
@@ -99,15 +100,15 @@ function wipeCookies() {
 
 /** Erase everything; returns the names of the parts that failed (none, normally). */
 export async function wipeEverything() {
-  const steps = {
-    "stored keys and messages": wipeDatabases,
-    "local storage": wipeWebStorage,
-    caches: wipeCaches,
-    "service workers": wipeServiceWorkers,
-    cookies: wipeCookies,
-  };
+  const steps = [
+    [t("stored keys and messages"), wipeDatabases],
+    [t("local storage"), wipeWebStorage],
+    [t("caches"), wipeCaches],
+    [t("service workers"), wipeServiceWorkers],
+    [t("cookies"), wipeCookies],
+  ];
   const failed = [];
-  for (const [what, step] of Object.entries(steps)) {
+  for (const [what, step] of steps) {
     try {
       await step();
     } catch {
@@ -118,28 +119,29 @@ export async function wipeEverything() {
 }
 
 async function quickWipe() {
-  if (!confirm("Erase every inbox key, message and setting this browser holds for this site? " +
-    "Inboxes whose key file you have not saved elsewhere are lost for good.")) return;
+  if (!confirm(t("Erase every inbox key, message and setting this browser holds for this site? " +
+    "Inboxes whose key file you have not saved elsewhere are lost for good."))) return;
   const button = $("#quick-wipe");
   button.disabled = true;
-  say("Erasing…");
+  say(t("Erasing…"));
   const failed = await wipeEverything();
   if (failed.length) {
     button.disabled = false;
-    say(`Could not erase: ${failed.join(", ")}. Clear this site's data in the browser's settings.`, "error");
+    say(t("Could not erase: {parts}. Clear this site's data in the browser's settings.",
+      { parts: formatList(failed) }), "error");
     return;
   }
   // A new page: nothing decrypted stays on screen or in memory, and this history
   // entry's address loses the key its fragment named.
-  history.replaceState(null, "", `${location.pathname}#wiped`);
+  history.replaceState(null, "", `${location.pathname}${location.search}#wiped`);
   location.reload();
 }
 
 /** Show the one-line result of a wipe on the fresh page it loads. */
 export function reportWipe() {
   if (location.hash !== "#wiped") return false;
-  history.replaceState(null, "", location.pathname);
-  say("Quick wipe done: this browser holds no key and no message of this site any more.", "success");
+  history.replaceState(null, "", `${location.pathname}${location.search}`);
+  say(t("Quick wipe done: this browser holds no key and no message of this site any more."), "success");
   return true;
 }
 

@@ -4,12 +4,13 @@
 
 import { MAX_POW_BITS } from "./pow.js";
 import { verifiedWorkerUrl } from "./verified-worker.js";
+import { t } from "./i18n.js";
 
 // The worker starts only from bytes that match the page's integrity hash.
 function powWorkerUrl() {
   const holder = document.querySelector("[data-pow-worker]");
   return verifiedWorkerUrl("pow-worker", holder?.dataset.powWorker, holder?.dataset.powWorkerIntegrity,
-    "The anti-spam script");
+    t("The anti-spam script"));
 }
 
 // Solve `{ puzzle, difficulty }` as the server sent it; progress(percent) now and then
@@ -17,7 +18,7 @@ function powWorkerUrl() {
 export async function solvePuzzle({ puzzle, difficulty }, progress = () => {}) {
   if (typeof puzzle !== "string" || !Number.isInteger(difficulty)
     || difficulty < 0 || difficulty > MAX_POW_BITS) {
-    throw new Error("The server asks for an unreasonable amount of work.");
+    throw new Error(t("The server asks for an unreasonable amount of work."));
   }
   if (difficulty === 0) return 0; // the gate is off on this server
   const expected = 2 ** difficulty;
@@ -34,7 +35,7 @@ export async function solvePuzzle({ puzzle, difficulty }, progress = () => {}) {
     };
     worker.onerror = (event) => {
       worker.terminate();
-      reject(new Error(`The anti-spam computation failed (${event.message}).`));
+      reject(new Error(t("The anti-spam computation failed ({error}).", { error: event.message })));
     };
     worker.postMessage({ puzzle, difficulty });
   });
