@@ -4,14 +4,17 @@
 // uploaded one request of at most 1 MiB at a time, so memory stays the same whatever
 // its size; a failed request is retried from where the server says the upload
 // stands. The message listing the files is sent only after every file arrived.
-// Metadata inside files (EXIF location, document authors) is not removed: the page
-// says so before anything is sent.
+// With "Remove location and camera data" ticked, each JPEG photo (known by its first
+// bytes, not its name or type) loses its metadata first (jpeg-metadata.js): what is
+// left is what gets encrypted, counted and listed. Other files and their metadata
+// (document authors, ...) go as they are: the page says so before anything is sent.
 
 import {
   BlobEncryptor, MAX_FILES, cleanMediaType, cleanName, newAttachment, paddedLength,
 } from "../../crypto/attachments.js";
 import { SizeError, b64encode } from "../../crypto/secretlink.js";
 import { request } from "./api.js";
+import { JpegError, cleanJpeg, fileReader, isJpeg, planPieces } from "./jpeg-metadata.js";
 import { formatSize } from "./attachments-view.js";
 import { $, element } from "./ui.js";
 import { withWork } from "./work.js";
@@ -53,19 +56,41 @@ export function clearFiles() {
   $("#attach-list").replaceChildren();
 }
 
-/** An entry for each file; throws an Error whose message says which limit a file
- * passes (nothing is uploaded then). */
-export function prepareFiles(files) {
+// Whether the sender asked for JPEG metadata to go. The box is ticked when the page
+// opens: an anonymous sender who never heard of EXIF is the one a photo's GPS position
+// or camera serial number gives away, so removing is the default and sending a photo
+// as it is takes a deliberate click.
+const stripWanted = () => $("#strip-metadata").checked;
+
+// The plan that removes a JPEG's metadata, or null for a file sent as it is.
+async function cleaningPlan(file) {
+  const read = fileReader(file);
+  if (!stripWanted() || !(await isJpeg(read))) return null;
+  try {
+    return await cleanJpeg(read, file.size);
+  } catch (err) {
+    if (!(err instanceof JpegError)) throw err;
+    throw new Error(`${file.name} looks like a JPEG photo but is damaged (${err.message}), so its ` +
+      "location and camera data cannot be removed. Untick the box to send it as it is.");
+  }
+}
+
+/** A {file, entry, plan} for each file, with JPEG metadata planned away when the box
+ * is ticked; throws an Error whose message says which file or limit stops the send
+ * (nothing is uploaded then). */
+export async function prepareFiles(files) {
   if (!files.length) return [];
   if (files.length > MAX_FILES) throw new Error(`At most ${MAX_FILES} files go with one message.`);
-  const entries = files.map((file) => newAttachment({
+  const plans = [];
+  for (const file of files) plans.push(await cleaningPlan(file));
+  const entries = files.map((file, i) => newAttachment({
     name: cleanName(file.name),
     mediaType: cleanMediaType(file.type || "application/octet-stream"),
-    size: file.size,
+    size: plans[i]?.size ?? file.size,
   }));
   entries.forEach((entry, i) => {
     if (entry.paddedLength > paddedLength(limits.maxFile)) {
-      throw new Error(`${files[i].name} has ${formatSize(files[i].size)}; this server takes files of at most ` +
+      throw new Error(`${files[i].name} has ${formatSize(entry.size)}; this server takes files of at most ` +
         `${formatSize(limits.maxFile)}.`);
     }
   });
@@ -74,23 +99,34 @@ export function prepareFiles(files) {
     throw new Error(`The files come to ${formatSize(stored)} encrypted; this server takes at most ` +
       `${formatSize(limits.maxMessage)} per message.`);
   }
-  return entries;
+  return files.map((file, i) => ({ file, entry: entries[i], plan: plans[i] }));
 }
 
-// The file's blob, in pieces, from byte `skip` on; the file is read as it goes.
-async function* blobPieces(file, entry, skip) {
+// What gets encrypted: the file as it is, or as its plan leaves it; read as it goes.
+async function* plaintextPieces({ file, plan }) {
+  if (plan) {
+    yield* planPieces(fileReader(file), plan);
+    return;
+  }
+  for (let offset = 0; offset < file.size; offset += READ_BYTES) {
+    yield new Uint8Array(await file.slice(offset, offset + READ_BYTES).arrayBuffer());
+  }
+}
+
+// The file's blob, in pieces, from byte `skip` on.
+async function* blobPieces(outgoing, skip) {
+  const { file, entry } = outgoing;
   const encryptor = new BlobEncryptor(entry);
   async function* whole() {
     try {
-      for (let offset = 0; offset < file.size; offset += READ_BYTES) {
-        const piece = new Uint8Array(await file.slice(offset, offset + READ_BYTES).arrayBuffer());
+      for await (const piece of plaintextPieces(outgoing)) {
         const out = await encryptor.update(piece);
         if (out.length) yield out;
       }
       yield* encryptor.finish();
     } catch (err) {
       // The entry (with the size) is sealed already: a file that changed cannot go.
-      if (!(err instanceof SizeError)) throw err;
+      if (!(err instanceof SizeError) && !(err instanceof JpegError)) throw err;
       throw new Error(`${file.name} changed while it was being sent (its size is not what it was).`);
     }
   }
@@ -147,12 +183,13 @@ async function startUpload(base, entry, onStale) {
 // server error, or an offset the server did not expect.
 const resumable = (err) => err.status === 0 || err.status >= 500 || err.code === "offset_mismatch";
 
-async function uploadOne(base, file, entry, report) {
+async function uploadOne(base, outgoing, report) {
+  const { entry } = outgoing;
   const { capability, chunk } = await startUpload(base, entry, () => report(0, "The server is busy and asks for more work; computing again…"));
   const url = `${base}/uploads/${b64encode(entry.blobId)}`;
   let sent = 0;
   let failures = 0;
-  let bodies = requestBodies(blobPieces(file, entry, 0), chunk);
+  let bodies = requestBodies(blobPieces(outgoing, 0), chunk);
   while (sent < entry.paddedLength) {
     const { value: body } = await bodies.next();
     try {
@@ -166,7 +203,7 @@ async function uploadOne(base, file, entry, report) {
       await pause(RETRY_PAUSE_MS);
       // Where the server is: the dropped request may have arrived, or part of it.
       sent = (await request("GET", url, { token: capability })).received;
-      bodies = requestBodies(blobPieces(file, entry, sent), chunk);
+      bodies = requestBodies(blobPieces(outgoing, sent), chunk);
     }
     report(sent);
   }
@@ -179,11 +216,12 @@ function secondsText(seconds) {
 }
 
 /**
- * Upload every file's blob in turn, showing bytes and time left; the blob ids, in
- * the order of `files`. Throws the first error that retrying did not mend.
+ * Upload every file's blob in turn (`outgoing` from prepareFiles), showing bytes and
+ * time left; the blob ids, in that order. Throws the first error that retrying did
+ * not mend.
  */
-export async function uploadFiles(base, files, entries) {
-  const total = entries.reduce((sum, entry) => sum + entry.paddedLength, 0);
+export async function uploadFiles(base, outgoing) {
+  const total = outgoing.reduce((sum, { entry }) => sum + entry.paddedLength, 0);
   const bar = $("#attach-progress");
   const line = $("#attach-progress-text");
   bar.max = total;
@@ -192,18 +230,21 @@ export async function uploadFiles(base, files, entries) {
   const started = performance.now();
   let done = 0;
   const ids = [];
-  for (let i = 0; i < files.length; i++) {
+  for (const item of outgoing) {
     const report = (sent, note) => {
       const now = done + sent;
       bar.value = now;
       const elapsed = (performance.now() - started) / 1000;
       const left = now > 0 && now < total ? `, about ${secondsText((elapsed * (total - now)) / now)} left` : "";
-      line.textContent = note ?? `Encrypting and uploading ${files[i].name}: ${formatSize(now)} of ${formatSize(total)}${left}.`;
+      line.textContent = note ?? `Encrypting and uploading ${item.file.name}: ${formatSize(now)} of ${formatSize(total)}${left}.`;
     };
     report(0);
-    ids.push(await uploadOne(base, files[i], entries[i], report));
-    done += entries[i].paddedLength;
+    ids.push(await uploadOne(base, item, report));
+    done += item.entry.paddedLength;
   }
-  line.textContent = `Uploaded ${files.length === 1 ? "1 file" : `${files.length} files`} (${formatSize(total)} encrypted).`;
+  const count = outgoing.length;
+  const cleaned = outgoing.filter((item) => item.plan).length;
+  line.textContent = `Uploaded ${count === 1 ? "1 file" : `${count} files`} (${formatSize(total)} encrypted).` +
+    (cleaned ? ` Location and camera data removed from ${cleaned === 1 ? "1 JPEG photo" : `${cleaned} JPEG photos`}.` : "");
   return ids;
 }
