@@ -4,14 +4,18 @@ real server on a real socket (small limits from the test settings)."""
 import io
 import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import serving_in_thread
+from conftest import IN_CI, ROOT, serving_in_thread
+from jpeg_photos import assert_cleaned, photo_with_metadata
 
 from secretlink.client.attachments import Progress, local_name, unique_names
 from secretlink.client.cli import main
+from secretlink.client.jpeg_metadata import JpegError, clean_jpeg, plan_pieces
 from secretlink.crypto.attachments import CHUNK_SIZE
 
 MAX_FILE = 300_000
@@ -262,8 +266,8 @@ def test_a_file_that_changes_while_it_is_sent_is_not_sent(
     [path] = files(tmp_path, {"growing.log": 5000})
     real_prepare = attachments.prepare
 
-    def prepare_then_grow(paths):
-        prepared = real_prepare(paths)
+    def prepare_then_grow(paths, *options):
+        prepared = real_prepare(paths, *options)
         with path.open("ab") as handle:
             handle.write(b"one more line")
         return prepared
@@ -305,3 +309,111 @@ def test_a_file_of_several_mib_through_secretlink_serve(tmp_path):
         assert result.exit_code == 0, result.output
         assert (saved / "video.mp4").read_bytes() == big.read_bytes()
         assert f"+ file video.mp4 ({size} bytes, video/mp4)" in result.stdout
+
+
+# ---- --strip-metadata: JPEG photos without their location and camera data ----
+
+
+def test_strip_metadata_cleans_jpeg_photos_only(accepting, key_file, tmp_path):
+    photo = photo_with_metadata()
+    folder = tmp_path / "outgoing"
+    folder.mkdir()
+    (folder / "photo.jpg").write_bytes(photo)
+    (folder / "notes.txt").write_bytes(b"\xff\xd8 not a photo")
+    result = run(
+        "send", accepting, "x", "--strip-metadata",
+        "--attach", str(folder / "photo.jpg"), "--attach", str(folder / "notes.txt"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    assert read(key_file, "--save-attachments", str(saved)).exit_code == 0
+    assert_cleaned((saved / "photo.jpg").read_bytes(), photo)
+    assert (saved / "notes.txt").read_bytes() == b"\xff\xd8 not a photo"
+
+
+def test_without_strip_metadata_a_photo_goes_byte_for_byte(accepting, key_file, tmp_path):
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(photo_with_metadata())
+    assert run("send", accepting, "x", "--attach", str(photo)).exit_code == 0
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    assert read(key_file, "--save-attachments", str(saved)).exit_code == 0
+    assert (saved / "photo.jpg").read_bytes() == photo.read_bytes()
+
+
+def test_strip_metadata_refuses_a_damaged_jpeg_before_any_upload(accepting, tmp_path, server):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(photo_with_metadata()[:-300])
+    result = run("send", accepting, "x", "--strip-metadata", "--attach", str(broken))
+    assert result.exit_code == 1
+    assert (
+        "broken.jpg looks like a JPEG photo but is damaged (it ends inside its image data)"
+        in result.stderr
+    )
+    assert "leave out --strip-metadata to send it as it is. Nothing was sent" in result.stderr
+    assert blob_files(server, accepting) == []
+
+
+def test_strip_metadata_goes_with_attach(accepting):
+    result = run("send", accepting, "x", "--strip-metadata")
+    assert result.exit_code == 2
+    assert "--strip-metadata goes with --attach" in result.output
+
+
+def js_clean(data: bytes) -> bytes | None:
+    """What the sender page makes of `data`; None where it refuses the file."""
+    node = shutil.which("node")
+    if node is None:
+        if IN_CI:
+            pytest.fail("node is required to compare the page's JPEG cleaning with the CLI's")
+        pytest.skip("node not installed")
+    result = subprocess.run(
+        [node, str(ROOT / "tests" / "js" / "jpeg_clean.mjs")],
+        input=data,
+        capture_output=True,
+        check=False,
+        cwd=ROOT,
+        env={**os.environ, "NODE_OPTIONS": ""},
+    )
+    if result.returncode == 2:
+        assert json.loads(result.stderr) == {"error": "JpegError"}
+        return None
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def py_clean(data: bytes) -> bytes | None:
+    handle = io.BytesIO(data)
+    try:
+        plan = clean_jpeg(handle, len(data))
+    except JpegError:
+        return None
+    cleaned = b"".join(plan_pieces(handle, plan))
+    assert len(cleaned) == plan.size
+    return cleaned
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        photo_with_metadata,
+        lambda: photo_with_metadata(progressive=True),
+        # A JFIF thumbnail (rewritten without it), an MPF image after EOI, fill bytes.
+        lambda: (
+            b"\xff\xd8\xff\xe0\x00\x13JFIF\x00\x01\x02\x01\x00H\x00H\x01\x01abc"
+            + b"\xff\xff"
+            + photo_with_metadata()[2:]
+            + photo_with_metadata()
+        ),
+        lambda: photo_with_metadata()[:-300],  # refused by both
+        lambda: photo_with_metadata()[:200],
+    ],
+    ids=["baseline", "progressive", "thumbnail-and-trailer", "cut-in-scan", "cut-in-header"],
+)
+def test_the_cli_and_the_page_clean_a_jpeg_to_the_same_bytes(make):
+    data = make()
+    cleaned = py_clean(data)
+    assert js_clean(data) == cleaned
+    if cleaned is not None:
+        assert_cleaned(cleaned, data)

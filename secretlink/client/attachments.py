@@ -8,6 +8,10 @@ up to that point (encryption is a function of the file and its entry, so the byt
 are the same). Saving: a blob is downloaded and decrypted chunk by chunk into a
 temporary file beside its destination, and gets its name only when every check of
 SPEC 5.11 passed: a damaged or tampered blob leaves nothing behind.
+
+With `strip_metadata`, each JPEG photo (known by its first bytes) loses its location
+and camera data first (jpeg_metadata.py): the cleaned file is what is listed,
+encrypted and counted.
 """
 
 import mimetypes
@@ -33,6 +37,7 @@ from secretlink.client.http import (
     post_envelope,
     with_work,
 )
+from secretlink.client.jpeg_metadata import JpegError, Plan, clean_jpeg, is_jpeg, plan_pieces
 from secretlink.crypto import b64encode
 from secretlink.crypto.attachments import (
     MAX_FILES,
@@ -98,11 +103,28 @@ class Progress:
 class Outgoing:
     path: Path
     entry: Attachment
+    plan: Plan | None = None  # what is left of a JPEG without its metadata
 
 
-def prepare(paths: list[Path]) -> list[Outgoing]:
+def cleaning_plan(path: Path, size: int) -> Plan | None:
+    """The plan that removes a JPEG's metadata, or None for a file that is no JPEG."""
+    with path.open("rb") as handle:
+        if not is_jpeg(handle):
+            return None
+        try:
+            return clean_jpeg(handle, size)
+        except JpegError as exc:
+            raise ClientError(
+                f"{path} looks like a JPEG photo but is damaged ({exc}), so its location "
+                "and camera data cannot be removed; leave out --strip-metadata to send it "
+                "as it is. Nothing was sent"
+            ) from None
+
+
+def prepare(paths: list[Path], strip_metadata: bool = False) -> list[Outgoing]:
     """An entry for each file: its name (the last component, made valid), media type
-    and size, with a fresh blob id and key (SPEC 5.10, writers)."""
+    and size (of the file without its metadata, for a JPEG with `strip_metadata`), with
+    a fresh blob id and key (SPEC 5.10, writers)."""
     if len(paths) > MAX_FILES:
         raise ClientError(f"a message carries at most {MAX_FILES} files")
     prepared = []
@@ -111,12 +133,15 @@ def prepare(paths: list[Path]) -> list[Outgoing]:
             if not path.is_file():
                 raise ClientError(f"{path} is not a file")
             size = path.stat().st_size
+            plan = cleaning_plan(path, size) if strip_metadata else None
         except OSError as exc:
             raise ClientError(f"cannot read {path}: {exc.strerror}") from None
         guessed = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         # os.fsdecode keeps undecodable bytes as lone surrogates: clean_name replaces them.
         name = clean_name(os.fsdecode(path.name))
-        prepared.append(Outgoing(path, new_attachment(name, clean_media_type(guessed), size)))
+        size = plan.size if plan else size
+        entry = new_attachment(name, clean_media_type(guessed), size)
+        prepared.append(Outgoing(path, entry, plan))
     return prepared
 
 
@@ -157,12 +182,17 @@ def blob_pieces(item: Outgoing, skip: int = 0) -> Iterator[bytes]:
     def whole() -> Iterator[bytes]:
         try:
             with item.path.open("rb") as handle:
-                while piece := handle.read(READ_BYTES):
+                pieces = (
+                    plan_pieces(handle, item.plan)
+                    if item.plan
+                    else iter(lambda: handle.read(READ_BYTES), b"")
+                )
+                for piece in pieces:
                     yield encryptor.update(piece)
             yield from encryptor.finish()
         except OSError as exc:
             raise ClientError(f"cannot read {item.path}: {exc.strerror}") from None
-        except SizeError:
+        except (SizeError, JpegError):
             # The entry (with the size) is sealed already: a file that changed cannot go.
             raise ClientError(
                 f"{item.path} changed while it was being sent (it no longer has "
@@ -241,13 +271,14 @@ def send_files(
     text: str,
     paths: list[Path],
     progress: Callable[[str, int], Progress] = Progress,
+    strip_metadata: bool = False,
 ) -> str:
     """Upload the files, then send `text` with their entries; the message's id.
 
     Everything that can be checked is checked before the first byte is uploaded: the
     files exist, the inbox takes attachments, no file or the whole is over the limits.
     """
-    files = prepare(paths)
+    files = prepare(paths, strip_metadata)
     api = Api(link.server)
     base = f"/api/v1/inboxes/{link.public_key_text}"
     check_limits(api.call("GET", base), files)

@@ -387,6 +387,13 @@ def strip_one_line_ending(text: str) -> str:
     help="Send FILE with the message, encrypted (repeat for more files; the inbox must "
     "take attachments). Progress is shown on standard error when it is a terminal.",
 )
+@click.option(
+    "--strip-metadata",
+    is_flag=True,
+    help="Remove location and camera data (Exif, XMP, IPTC, comments) from JPEG photos "
+    "among the --attach files before they are encrypted; the pixels stay as they are. "
+    "A damaged JPEG is then refused. Other files always go as they are.",
+)
 def send(
     link: str,
     text: str | None,
@@ -394,6 +401,7 @@ def send(
     key_out: str | None,
     keep_sent: bool,
     attach: tuple[Path, ...],
+    strip_metadata: bool,
 ) -> None:
     """Encrypt a message to LINK and send it.
 
@@ -404,7 +412,8 @@ def send(
     the message then lists them (their names, types, sizes and keys travel inside
     the encrypted message). The text may be empty then. Before anything is uploaded,
     the command checks that the inbox takes attachments and that no file, nor all
-    of them together, is larger than the server takes.
+    of them together, is larger than the server takes. Files go byte for byte, with
+    whatever metadata they carry, unless --strip-metadata is given.
 
     With --reply the message opens a conversation: the recipient can answer, and
     only you can read the answers, with the reply link printed on standard output or
@@ -413,6 +422,8 @@ def send(
     target = parse_link(link)
     if (key_out or keep_sent) and not reply:
         raise click.UsageError("--key-out and --keep-sent go with --reply")
+    if strip_metadata and not attach:
+        raise click.UsageError("--strip-metadata goes with --attach")
     if attach and reply:
         raise click.UsageError(
             "--attach cannot go with --reply: conversation messages carry no files"
@@ -432,7 +443,7 @@ def send(
     if attach:
         from secretlink.client.attachments import send_files
 
-        send_files(target, text, list(attach))
+        send_files(target, text, list(attach), strip_metadata=strip_metadata)
         count = len(attach)
         click.echo(f"sent with {count} file{'s' if count > 1 else ''}", err=True)
         return

@@ -4,8 +4,10 @@
 // uploaded one request of at most 1 MiB at a time, so memory stays the same whatever
 // its size; a failed request is retried from where the server says the upload
 // stands. The message listing the files is sent only after every file arrived.
-// Metadata inside files (EXIF location, document authors) is not removed: the page
-// says so before anything is sent.
+// With "Remove location and camera data" ticked, each JPEG photo (known by its first
+// bytes, not its name or type) loses its metadata first (jpeg-metadata.js): what is
+// left is what gets encrypted, counted and listed. Other files and their metadata
+// (document authors, ...) go as they are: the page says so before anything is sent.
 
 import {
   BlobEncryptor, MAX_FILES, cleanMediaType, cleanName, newAttachment, paddedLength,
@@ -13,6 +15,7 @@ import {
 import { SizeError, b64encode } from "../../crypto/secretlink.js";
 import { request } from "./api.js";
 import { formatSize, t, tn } from "./i18n.js";
+import { JpegError, cleanJpeg, fileReader, isJpeg, planPieces } from "./jpeg-metadata.js";
 import { $, element } from "./ui.js";
 import { withWork } from "./work.js";
 
@@ -60,20 +63,42 @@ export function clearFiles() {
   $("#attach-list").replaceChildren();
 }
 
-/** An entry for each file; throws an Error whose message says which limit a file
- * passes (nothing is uploaded then). */
-export function prepareFiles(files) {
+// Whether the sender asked for JPEG metadata to go. The box is ticked when the page
+// opens: an anonymous sender who never heard of EXIF is the one a photo's GPS position
+// or camera serial number gives away, so removing is the default and sending a photo
+// as it is takes a deliberate click.
+const stripWanted = () => $("#strip-metadata").checked;
+
+// The plan that removes a JPEG's metadata, or null for a file sent as it is.
+async function cleaningPlan(file) {
+  const read = fileReader(file);
+  if (!stripWanted() || !(await isJpeg(read))) return null;
+  try {
+    return await cleanJpeg(read, file.size);
+  } catch (err) {
+    if (!(err instanceof JpegError)) throw err;
+    throw new Error(t("{name} looks like a JPEG photo but is damaged ({detail}), so its location and " +
+      "camera data cannot be removed. Untick the box to send it as it is.", { name: file.name, detail: err.message }));
+  }
+}
+
+/** A {file, entry, plan} for each file, with JPEG metadata planned away when the box
+ * is ticked; throws an Error whose message says which file or limit stops the send
+ * (nothing is uploaded then). */
+export async function prepareFiles(files) {
   if (!files.length) return [];
   if (files.length > MAX_FILES) throw new Error(t("At most {count} files go with one message.", { count: MAX_FILES }));
-  const entries = files.map((file) => newAttachment({
+  const plans = [];
+  for (const file of files) plans.push(await cleaningPlan(file));
+  const entries = files.map((file, i) => newAttachment({
     name: cleanName(file.name),
     mediaType: cleanMediaType(file.type || "application/octet-stream"),
-    size: file.size,
+    size: plans[i]?.size ?? file.size,
   }));
   entries.forEach((entry, i) => {
     if (entry.paddedLength > paddedLength(limits.maxFile)) {
       throw new Error(t("{name} has {size}; this server takes files of at most {limit}.",
-        { name: files[i].name, size: formatSize(files[i].size), limit: formatSize(limits.maxFile) }));
+        { name: files[i].name, size: formatSize(entry.size), limit: formatSize(limits.maxFile) }));
     }
   });
   const stored = entries.reduce((sum, entry) => sum + entry.paddedLength, 0);
@@ -81,23 +106,34 @@ export function prepareFiles(files) {
     throw new Error(t("The files come to {size} encrypted; this server takes at most {limit} per message.",
       { size: formatSize(stored), limit: formatSize(limits.maxMessage) }));
   }
-  return entries;
+  return files.map((file, i) => ({ file, entry: entries[i], plan: plans[i] }));
 }
 
-// The file's blob, in pieces, from byte `skip` on; the file is read as it goes.
-async function* blobPieces(file, entry, skip) {
+// What gets encrypted: the file as it is, or as its plan leaves it; read as it goes.
+async function* plaintextPieces({ file, plan }) {
+  if (plan) {
+    yield* planPieces(fileReader(file), plan);
+    return;
+  }
+  for (let offset = 0; offset < file.size; offset += READ_BYTES) {
+    yield new Uint8Array(await file.slice(offset, offset + READ_BYTES).arrayBuffer());
+  }
+}
+
+// The file's blob, in pieces, from byte `skip` on.
+async function* blobPieces(outgoing, skip) {
+  const { file, entry } = outgoing;
   const encryptor = new BlobEncryptor(entry);
   async function* whole() {
     try {
-      for (let offset = 0; offset < file.size; offset += READ_BYTES) {
-        const piece = new Uint8Array(await file.slice(offset, offset + READ_BYTES).arrayBuffer());
+      for await (const piece of plaintextPieces(outgoing)) {
         const out = await encryptor.update(piece);
         if (out.length) yield out;
       }
       yield* encryptor.finish();
     } catch (err) {
       // The entry (with the size) is sealed already: a file that changed cannot go.
-      if (!(err instanceof SizeError)) throw err;
+      if (!(err instanceof SizeError) && !(err instanceof JpegError)) throw err;
       throw new Error(t("{name} changed while it was being sent (its size is not what it was).", { name: file.name }));
     }
   }
@@ -154,13 +190,14 @@ async function startUpload(base, entry, onStale) {
 // server error, or an offset the server did not expect.
 const resumable = (err) => err.status === 0 || err.status >= 500 || err.code === "offset_mismatch";
 
-async function uploadOne(base, file, entry, report) {
+async function uploadOne(base, outgoing, report) {
+  const { entry } = outgoing;
   const { capability, chunk } = await startUpload(base, entry,
     () => report(0, t("The server is busy and asks for more work; computing again…")));
   const url = `${base}/uploads/${b64encode(entry.blobId)}`;
   let sent = 0;
   let failures = 0;
-  let bodies = requestBodies(blobPieces(file, entry, 0), chunk);
+  let bodies = requestBodies(blobPieces(outgoing, 0), chunk);
   while (sent < entry.paddedLength) {
     const { value: body } = await bodies.next();
     try {
@@ -174,7 +211,7 @@ async function uploadOne(base, file, entry, report) {
       await pause(RETRY_PAUSE_MS);
       // Where the server is: the dropped request may have arrived, or part of it.
       sent = (await request("GET", url, { token: capability })).received;
-      bodies = requestBodies(blobPieces(file, entry, sent), chunk);
+      bodies = requestBodies(blobPieces(outgoing, sent), chunk);
     }
     report(sent);
   }
@@ -187,11 +224,12 @@ function secondsText(seconds) {
 }
 
 /**
- * Upload every file's blob in turn, showing bytes and time left; the blob ids, in
- * the order of `files`. Throws the first error that retrying did not mend.
+ * Upload every file's blob in turn (`outgoing` from prepareFiles), showing bytes and
+ * time left; the blob ids, in that order. Throws the first error that retrying did
+ * not mend.
  */
-export async function uploadFiles(base, files, entries) {
-  const total = entries.reduce((sum, entry) => sum + entry.paddedLength, 0);
+export async function uploadFiles(base, outgoing) {
+  const total = outgoing.reduce((sum, { entry }) => sum + entry.paddedLength, 0);
   const bar = $("#attach-progress");
   const line = $("#attach-progress-text");
   bar.max = total;
@@ -200,22 +238,27 @@ export async function uploadFiles(base, files, entries) {
   const started = performance.now();
   let done = 0;
   const ids = [];
-  for (let i = 0; i < files.length; i++) {
+  for (const item of outgoing) {
     const report = (sent, note) => {
       const now = done + sent;
       bar.value = now;
       const elapsed = (performance.now() - started) / 1000;
-      const params = { name: files[i].name, done: formatSize(now), total: formatSize(total) };
+      const params = { name: item.file.name, done: formatSize(now), total: formatSize(total) };
       line.textContent = note ?? (now > 0 && now < total
         ? t("Encrypting and uploading {name}: {done} of {total}, about {left} left.",
           { ...params, left: secondsText((elapsed * (total - now)) / now) })
         : t("Encrypting and uploading {name}: {done} of {total}.", params));
     };
     report(0);
-    ids.push(await uploadOne(base, files[i], entries[i], report));
-    done += entries[i].paddedLength;
+    ids.push(await uploadOne(base, item, report));
+    done += item.entry.paddedLength;
   }
+  const count = outgoing.length;
+  const cleaned = outgoing.filter((item) => item.plan).length;
   line.textContent = tn("Uploaded {count} file ({size} encrypted).", "Uploaded {count} files ({size} encrypted).",
-    files.length, { size: formatSize(total) });
+    count, { size: formatSize(total) }) + (cleaned
+    ? " " + tn("Location and camera data removed from {count} JPEG photo.",
+      "Location and camera data removed from {count} JPEG photos.", cleaned)
+    : "");
   return ids;
 }

@@ -194,15 +194,18 @@ async function send(event) {
       "of their own."), "error");
     return;
   }
-  let entries = [];
-  try {
-    entries = prepareFiles(files);
-  } catch (err) {
-    say(t("{error} Nothing was sent.", { error: err.message }), "error");
-    return;
-  }
   button.disabled = true;
   say(t("Encrypting and sending…"));
+  let outgoing = [];
+  try {
+    // Reads every JPEG photo once when its metadata is to go (nothing is sent yet).
+    outgoing = await prepareFiles(files);
+  } catch (err) {
+    say(t("{error} Nothing was sent.", { error: err.message }), "error");
+    button.disabled = false;
+    return;
+  }
+  const entries = outgoing.map((item) => item.entry);
   // User Timing: lets benchmarks (and anyone's devtools) see how long a send takes.
   performance.mark("secretlink:send:start");
   try {
@@ -213,7 +216,7 @@ async function send(event) {
       : entries.length ? { text, attachmentsField: encodeAttachments(entries) } : text;
     const ciphertext = b64encode(takeSeal().seal(message));
     performance.measure("secretlink:send:seal", "secretlink:send:start");
-    const blobIds = entries.length ? await uploadFiles(base, files, entries) : [];
+    const blobIds = outgoing.length ? await uploadFiles(base, outgoing) : [];
     await postMessage(ciphertext, blobIds);
     if (reply) await reply.sent();
     performance.measure("secretlink:send", "secretlink:send:start");
