@@ -450,6 +450,7 @@ class Settings:
         "`https://s3.example:9000`; the bucket goes in the path. Only with an `s3://` "
         "`SECRETLINK_BLOB_STORE`.",
         "none (AWS S3)",
+        secret=True,  # a mistaken value may carry keys: never repeated in an error
     )
     retention_days: int = setting(
         90,

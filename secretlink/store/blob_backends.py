@@ -21,6 +21,7 @@ import os
 import re
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ MULTIPART_THRESHOLD = 16 << 20
 MULTIPART_PART = 8 << 20
 UPLOAD_CONCURRENCY = 2
 DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
+# botocore's retries of a failed request (connection refused, 5xx, throttling): a few,
+# so an unreachable store answers in seconds, not minutes.
+S3_RETRIES = {"max_attempts": 3, "mode": "standard"}
 
 
 class StorageUnavailable(OSError):
@@ -344,21 +348,29 @@ class S3Backend:
             ) from None
 
 
+_session_lock = threading.Lock()
+_sessions: list[Any] = []
+
+
 def make_client(endpoint_url: str | None) -> Any:
     """A boto3 S3 client: credentials and region from boto3's usual environment
     variables and files; short timeouts and few retries, so that an unreachable store
-    answers a request in seconds rather than minutes."""
+    answers a request in seconds rather than minutes. Clients are thread-safe; the one
+    session they come from (it keeps the loaded service model) is not, hence the lock."""
     import boto3
     from botocore.config import Config
 
     config = Config(
         connect_timeout=5,
         read_timeout=30,
-        retries={"max_attempts": 3, "mode": "standard"},
+        retries=dict(S3_RETRIES),
         # S3-compatible servers (and IP endpoints) want the bucket in the path.
         s3={"addressing_style": "path"} if endpoint_url else None,
     )
-    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
+    with _session_lock:
+        if not _sessions:
+            _sessions.append(boto3.session.Session())
+        return _sessions[0].client("s3", endpoint_url=endpoint_url, config=config)
 
 
 class S3Reader(io.RawIOBase):
