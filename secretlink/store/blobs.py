@@ -154,8 +154,8 @@ def blob_directory(data_dir: Path) -> Path:
 _BLOB_FIELDS = (BlobRow.id, BlobRow.inbox_key, BlobRow.length, BlobRow.complete, BlobRow.message_id)
 
 STORE_FAILED = (
-    "the server cannot store files right now; the upload is kept whole here: ask for its "
-    "state or send an empty piece at its end to finish it later"
+    "the server cannot store files right now: try again later; what arrived is kept, and "
+    "asking for the upload's state then stores it"
 )
 READ_FAILED = "the server cannot read its files right now: try again later"
 
