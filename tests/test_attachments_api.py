@@ -60,23 +60,32 @@ def database_url(stores, request, tmp_path):
         yield url
 
 
-@pytest.fixture
-def settings(settings, stores, request):
+def small_attachments(settings, **more):
+    """The tests' small attachment limits (and `more` settings)."""
     return replace(
         settings,
         attachment_max_file_bytes=MAX_FILE,
         attachment_max_message_bytes=3 * padded_length(MAX_FILE),
         inbox_max_attachment_bytes=4 * padded_length(MAX_FILE),
-        **blob_store_settings(stores[1], request),
+        **more,
     )
 
 
 @pytest.fixture
-def inbox(client, keypair):
+def settings(settings, stores, request):
+    return small_attachments(settings, **blob_store_settings(stores[1], request))
+
+
+def accepting_inbox(client, keypair):
     """A registered inbox that takes attachments, and a live token for it."""
     token = register(client, keypair)
     accept_attachments(client, keypair, token)
     return keypair, token
+
+
+@pytest.fixture
+def inbox(client, keypair):
+    return accepting_inbox(client, keypair)
 
 
 def accept_attachments(client, keypair, token, accepts: bool = True) -> None:

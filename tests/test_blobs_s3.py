@@ -17,6 +17,7 @@ from conftest import bearer, database_for, register
 from test_attachments_api import (
     MAX_FILE,
     accept_attachments,
+    accepting_inbox,
     append,
     assert_error,
     blob_files,
@@ -25,13 +26,14 @@ from test_attachments_api import (
     purge_now,
     send,
     sent_message,
+    small_attachments,
     started_upload,
     uploads_url,
 )
 
 from secretlink.client.cli import main
 from secretlink.crypto import b64encode
-from secretlink.crypto.attachments import decrypt_blob, new_attachment, padded_length
+from secretlink.crypto.attachments import decrypt_blob, new_attachment
 from secretlink.store import blob_backends
 from secretlink.store.blob_backends import S3Backend, backend_for
 from secretlink.store.blobs import blob_directory
@@ -45,19 +47,12 @@ def database_url(request, tmp_path):
 
 @pytest.fixture
 def settings(settings, s3_store):
-    return replace(
-        settings,
-        attachment_max_file_bytes=MAX_FILE,
-        attachment_max_message_bytes=3 * padded_length(MAX_FILE),
-        **s3_store,
-    )
+    return small_attachments(settings, **s3_store)
 
 
 @pytest.fixture
 def inbox(client, keypair):
-    token = register(client, keypair)
-    accept_attachments(client, keypair, token)
-    return keypair, token
+    return accepting_inbox(client, keypair)
 
 
 @pytest.fixture
