@@ -80,7 +80,8 @@ def tamper(server, link: str, blob_id: str, tmp_path: Path) -> None:
     directory = blob_directory(settings.data_dir)
     backend = backend_for(settings.blob_store, directory, settings.s3_endpoint_url)
     public_key = link.rsplit("/", 1)[1]
-    with backend.open(public_key, blob_id) as stored:
+    stored, _ = backend.open(public_key, blob_id)
+    with stored:
         data = bytearray(stored.read())
     data[100] ^= 1
     changed = tmp_path / "tampered"

@@ -92,8 +92,10 @@ class BlobBackend(Protocol):
 
     def exists(self, inbox_key: str, blob_id: str) -> bool: ...
 
-    def open(self, inbox_key: str, blob_id: str) -> BinaryIO:
-        """The blob's bytes, seekable; FileNotFoundError if there is no such blob."""
+    def open(self, inbox_key: str, blob_id: str) -> tuple[BinaryIO, int]:
+        """The blob's bytes, seekable, and how many there are (as kept, which a
+        damaged store may make differ from the row's length); FileNotFoundError if
+        there is no such blob."""
 
     def names(self, inbox_key: str) -> list[str]:
         """The ids of the blobs kept for this inbox."""
@@ -136,8 +138,9 @@ class DirectoryBackend:
     def exists(self, inbox_key: str, blob_id: str) -> bool:
         return self.path(inbox_key, blob_id).is_file()
 
-    def open(self, inbox_key: str, blob_id: str) -> BinaryIO:
-        return self.path(inbox_key, blob_id).open("rb")
+    def open(self, inbox_key: str, blob_id: str) -> tuple[BinaryIO, int]:
+        stored = self.path(inbox_key, blob_id).open("rb")
+        return stored, os.fstat(stored.fileno()).st_size
 
     def names(self, inbox_key: str) -> list[str]:
         try:
@@ -267,8 +270,9 @@ class S3Backend:
             raise self.unavailable("reading", exc) from None
         return True
 
-    def open(self, inbox_key: str, blob_id: str) -> BinaryIO:
-        return S3Reader(self, self.key(inbox_key, blob_id))
+    def open(self, inbox_key: str, blob_id: str) -> tuple[BinaryIO, int]:
+        stored = S3Reader(self, self.key(inbox_key, blob_id))
+        return stored, stored.length
 
     def get(self, key: str, start: int) -> dict:
         """GetObject from byte `start` on; FileNotFoundError for a missing object."""

@@ -391,9 +391,9 @@ class BlobStore:
 
     # ---- the owner downloading ----
 
-    def open(self, blob: Blob) -> BinaryIO:
-        """A complete blob's bytes, seekable; FileNotFoundError if they are gone,
-        BlobError 503 if the object store cannot be reached."""
+    def open(self, blob: Blob) -> tuple[BinaryIO, int]:
+        """A complete blob's bytes, seekable, and how many are kept; FileNotFoundError
+        if they are gone, BlobError 503 if the object store cannot be reached."""
         try:
             return self.backend.open(blob.inbox_key, blob.id)
         except StorageUnavailable:
