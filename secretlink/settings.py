@@ -7,6 +7,7 @@ bad value stops the service with a clear message instead of failing later.
 """
 
 import contextlib
+import importlib.util
 import os
 import re
 import secrets
@@ -189,6 +190,33 @@ def _upload_ttl(text: str) -> int:
     value = int(text)
     if not 60 <= value <= 86400:
         raise ValueError("must be from 60 seconds to 86400 (a day)")
+    return value
+
+
+def _blob_store(text: str) -> str:
+    from secretlink.store.blob_backends import DIRECTORY, parse_s3_url
+
+    value = text.strip()
+    if value == DIRECTORY:
+        return value
+    location = parse_s3_url(value)  # ValueError with a sentence
+    if importlib.util.find_spec("boto3") is None:
+        raise ValueError(
+            "an s3:// store needs boto3, which is not installed: pip install 'secretlink[s3]'"
+        )
+    return location.url
+
+
+def _endpoint_url(text: str) -> str:
+    value = text.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL, e.g. https://s3.example:9000")
+    if parts.username is not None or parts.password is not None or parts.query:
+        raise ValueError(
+            "must hold no credentials or query: give the keys in AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY (or boto3's other usual places)"
+        )
     return value
 
 
@@ -406,6 +434,24 @@ class Settings:
         "upload past it is refused (409 `inbox_full`). 0: no cap.",
         "`268435456` (256 MiB)",
     )
+    blob_store: str = setting(
+        "directory",
+        _blob_store,
+        "Where complete attachment blobs are kept: `directory` (in `<data dir>/blobs/`) or "
+        "an S3-compatible bucket as `s3://bucket/prefix` (needs `pip install "
+        "'secretlink[s3]'`; credentials and region from boto3's usual `AWS_*` variables "
+        "or files, never logged). Uploads under way stay in `<data dir>/blobs/` either "
+        "way. `secretlink serve` checks at start that it can write there.",
+    )
+    s3_endpoint_url: str | None = setting(
+        None,
+        _endpoint_url,
+        "The S3 API's URL for a server other than AWS (MinIO, Garage, Ceph, ...), e.g. "
+        "`https://s3.example:9000`; the bucket goes in the path. Only with an `s3://` "
+        "`SECRETLINK_BLOB_STORE`.",
+        "none (AWS S3)",
+        secret=True,  # a mistaken value may carry keys: never repeated in an error
+    )
     retention_days: int = setting(
         90,
         _int_at_least(0),
@@ -597,6 +643,11 @@ class Settings:
             raise SettingsError(
                 "SECRETLINK_ONION_LISTEN needs SECRETLINK_ONION_URL (the onion name that "
                 "requests on it carry as Host)"
+            )
+        if self.s3_endpoint_url is not None and not self.blob_store.startswith("s3://"):
+            raise SettingsError(
+                "SECRETLINK_S3_ENDPOINT_URL is set but SECRETLINK_BLOB_STORE is not an "
+                "s3:// URL: set both, or neither"
             )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise SettingsError("SECRETLINK_TLS_CERT and SECRETLINK_TLS_KEY go together")

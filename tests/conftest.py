@@ -103,14 +103,90 @@ def fresh_postgres_schema(admin: Engine) -> Iterator[str]:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
-@pytest.fixture(params=DATABASES)
-def database_url(request, tmp_path) -> Iterator[str]:
+@contextmanager
+def database_for(kind: str, request, tmp_path: Path) -> Iterator[str]:
     """An empty database of its own for this test: an SQLite file, or a PostgreSQL schema."""
-    if request.param == "sqlite":
+    if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'secretlink.sqlite3'}"
         return
     with fresh_postgres_schema(request.getfixturevalue("postgres_admin")) as url:
         yield url
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request, tmp_path) -> Iterator[str]:
+    with database_for(request.param, request, tmp_path) as url:
+        yield url
+
+
+# ---- blob stores: the attachment tests run with blobs in the data directory and in an
+# S3 bucket of moto's S3-compatible server, on loopback ----
+
+BLOB_STORES = [pytest.param("directory", id="directory"), pytest.param("s3", id="s3")]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server in a thread of the test process, on 127.0.0.1 and a free port."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:
+        require_service("S3", f"moto is not installed ({exc}): pip install -e '.[dev]'")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+S3_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "secretlink-test",
+    "AWS_SECRET_ACCESS_KEY": "secretlink-test-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture
+def s3_credentials(monkeypatch, tmp_path) -> dict[str, str]:
+    """Test credentials in boto3's usual variables; no profile or file of the machine's."""
+    environment = {
+        **S3_ENVIRONMENT,
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+    }
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    return environment
+
+
+@pytest.fixture
+def s3_store(s3_endpoint, s3_credentials) -> dict[str, str]:
+    """Settings for blobs in a new, empty bucket of its own (under a prefix)."""
+    from secretlink.store.blob_backends import make_client
+
+    bucket = f"test-{secrets.token_hex(8)}"
+    make_client(s3_endpoint).create_bucket(Bucket=bucket)
+    return {"blob_store": f"s3://{bucket}/blobs", "s3_endpoint_url": s3_endpoint}
+
+
+def blob_store_settings(kind: str, request) -> dict[str, str]:
+    """Settings overrides for a blob store kind of BLOB_STORES."""
+    return request.getfixturevalue("s3_store") if kind == "s3" else {}
+
+
+def stored_blob_names(settings: Settings, public_key: str) -> list[str]:
+    """What an instance holds of an inbox's attachments: its uploads' partial files in
+    the data directory, and its blobs wherever they are kept."""
+    from secretlink.store.blob_backends import backend_for
+    from secretlink.store.blobs import blob_directory
+
+    directory = blob_directory(settings.data_dir)
+    folder = directory / public_key
+    local = set(os.listdir(folder)) if folder.is_dir() else set()
+    backend = backend_for(settings.blob_store, directory, settings.s3_endpoint_url)
+    return sorted(local | set(backend.names(public_key)))
 
 
 @pytest.fixture

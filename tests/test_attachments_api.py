@@ -1,8 +1,11 @@
 """Attachments through the API (docs/API.md, "Attachments"): uploading blobs, sending a
 message that lists them, the owner downloading them, and every way they go away.
 
-Runs on SQLite and PostgreSQL (the `client` fixture). Sizes are small: the test
-settings allow files of 200 000 bytes, so a test never moves more than a few hundred KiB.
+Runs on SQLite and PostgreSQL with the blobs in the data directory, and on SQLite with
+the blobs in an S3 bucket (moto's S3-compatible server on loopback): the blob backend
+never touches the database, so S3 on PostgreSQL would test nothing more. Sizes are
+small: the test settings allow files of 200 000 bytes, so a test never moves more than
+a few hundred KiB.
 """
 
 import os
@@ -12,7 +15,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import bearer, get_token, register
+from conftest import (
+    bearer,
+    blob_store_settings,
+    database_for,
+    get_token,
+    register,
+    stored_blob_names,
+)
 from sqlalchemy import update
 
 from secretlink.crypto import b64decode, b64encode, generate_keypair
@@ -26,28 +36,56 @@ from secretlink.crypto.attachments import (
 )
 from secretlink.crypto.envelope import Message, open_envelope, seal
 from secretlink.store.blobs import UPLOAD_CHUNK_BYTES, BlobRow
-from secretlink.store.retention import purge
+from secretlink.store.retention import purge_for
 from secretlink.store.storage import MessageRow, utcnow
 
 MAX_FILE = 200_000
 
 
+@pytest.fixture(
+    params=[
+        pytest.param(("sqlite", "directory"), id="sqlite"),
+        pytest.param(("postgresql", "directory"), id="postgresql", marks=pytest.mark.postgresql),
+        pytest.param(("sqlite", "s3"), id="sqlite-s3"),
+    ]
+)
+def stores(request) -> tuple[str, str]:
+    """(database, blob store) of this run of a test."""
+    return request.param
+
+
 @pytest.fixture
-def settings(settings):
+def database_url(stores, request, tmp_path):
+    with database_for(stores[0], request, tmp_path) as url:
+        yield url
+
+
+def small_attachments(settings, **more):
+    """The tests' small attachment limits (and `more` settings)."""
     return replace(
         settings,
         attachment_max_file_bytes=MAX_FILE,
         attachment_max_message_bytes=3 * padded_length(MAX_FILE),
         inbox_max_attachment_bytes=4 * padded_length(MAX_FILE),
+        **more,
     )
 
 
 @pytest.fixture
-def inbox(client, keypair):
+def settings(settings, stores, request):
+    return small_attachments(settings, **blob_store_settings(stores[1], request))
+
+
+def accepting_inbox(client, keypair):
     """A registered inbox that takes attachments, and a live token for it."""
     token = register(client, keypair)
     accept_attachments(client, keypair, token)
     return keypair, token
+
+
+@pytest.fixture
+def inbox(client, keypair):
+    return accepting_inbox(client, keypair)
 
 
 def accept_attachments(client, keypair, token, accepts: bool = True) -> None:
@@ -127,8 +165,8 @@ def assert_error(response, status: int, code: str) -> dict:
 
 
 def blob_files(app, keypair) -> list[str]:
-    folder = Path(app.config["SECRETLINK"].data_dir) / "blobs" / keypair.public_key_text
-    return sorted(os.listdir(folder)) if folder.is_dir() else []
+    """The inbox's partial uploads and blobs, wherever the app keeps them."""
+    return stored_blob_names(app.config["SECRETLINK"], keypair.public_key_text)
 
 
 def sent_message(client, keypair, sizes=(0, 2 * CHUNK_SIZE)):
@@ -438,16 +476,11 @@ def test_deleting_the_inbox_deletes_its_folder(client, inbox, app):
     assert answer.status_code == 204
     folder = Path(app.config["SECRETLINK"].data_dir) / "blobs" / keypair.public_key_text
     assert not folder.exists()
+    assert blob_files(app, keypair) == []
 
 
 def purge_now(app):
-    settings = app.config["SECRETLINK"]
-    return purge(
-        settings.database_url,
-        settings.retention_days,
-        Path(settings.data_dir) / "blobs",
-        settings.attachment_upload_ttl,
-    )
+    return purge_for(app.config["SECRETLINK"])
 
 
 def test_retention_deletes_the_files_of_the_messages_it_deletes(client, inbox, app):

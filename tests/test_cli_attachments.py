@@ -1,5 +1,6 @@
 """`secretlink send --attach` and `secretlink inbox read --save-attachments` against a
-real server on a real socket (small limits from the test settings)."""
+real server on a real socket (small limits from the test settings), with the blobs in
+the data directory and in an S3 bucket (moto's server on loopback)."""
 
 import io
 import json
@@ -10,13 +11,22 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import IN_CI, ROOT, serving_in_thread
+from conftest import (
+    BLOB_STORES,
+    IN_CI,
+    ROOT,
+    blob_store_settings,
+    serving_in_thread,
+    stored_blob_names,
+)
 from jpeg_photos import assert_cleaned, photo_with_metadata
 
 from secretlink.client.attachments import Progress, local_name, unique_names
 from secretlink.client.cli import main
 from secretlink.client.jpeg_metadata import JpegError, clean_jpeg, plan_pieces
 from secretlink.crypto.attachments import CHUNK_SIZE
+from secretlink.store.blob_backends import backend_for
+from secretlink.store.blobs import blob_directory
 
 MAX_FILE = 300_000
 
@@ -25,9 +35,12 @@ def run(*args: str, stdin: str | None = None):
     return CliRunner().invoke(main, list(args), input=stdin, catch_exceptions=False)
 
 
-@pytest.fixture
-def server(tmp_path):
-    with serving_in_thread(tmp_path / "live", attachment_max_file_bytes=MAX_FILE) as served:
+@pytest.fixture(params=BLOB_STORES)
+def server(tmp_path, request):
+    stores = blob_store_settings(request.param, request)
+    with serving_in_thread(
+        tmp_path / "live", attachment_max_file_bytes=MAX_FILE, **stores
+    ) as served:
         yield served
 
 
@@ -67,9 +80,24 @@ def files(tmp_path, sizes: dict[str, int]) -> list[Path]:
     return made
 
 
-def blob_files(server, link: str) -> list[Path]:
-    folder = server.data_dir / "blobs" / link.rsplit("/", 1)[1]
-    return sorted(folder.iterdir()) if folder.is_dir() else []
+def blob_files(server, link: str) -> list[str]:
+    """The inbox's partial uploads and blobs, wherever the server keeps them."""
+    return stored_blob_names(server.app.config["SECRETLINK"], link.rsplit("/", 1)[1])
+
+
+def tamper(server, link: str, blob_id: str, tmp_path: Path) -> None:
+    """Flip one bit of a stored blob, wherever the server keeps it."""
+    settings = server.app.config["SECRETLINK"]
+    directory = blob_directory(settings.data_dir)
+    backend = backend_for(settings.blob_store, directory, settings.s3_endpoint_url)
+    public_key = link.rsplit("/", 1)[1]
+    stored, _ = backend.open(public_key, blob_id)
+    with stored:
+        data = bytearray(stored.read())
+    data[100] ^= 1
+    changed = tmp_path / "tampered"
+    changed.write_bytes(bytes(data))
+    backend.store(public_key, blob_id, changed)
 
 
 def test_two_files_go_and_come_back_byte_for_byte(accepting, key_file, tmp_path):
@@ -118,12 +146,9 @@ def test_a_tampered_blob_is_refused_and_leaves_nothing(accepting, key_file, tmp_
     sent = files(tmp_path, {"a.bin": 5000, "b.bin": 7000})
     args = ["send", accepting, "two", "--attach", str(sent[0]), "--attach", str(sent[1])]
     assert run(*args).exit_code == 0
-    stored = [p for p in blob_files(server, accepting)]
+    stored = blob_files(server, accepting)
     assert len(stored) == 2
-    victim = stored[0]
-    data = bytearray(victim.read_bytes())
-    data[100] ^= 1
-    victim.write_bytes(bytes(data))
+    tamper(server, accepting, stored[0], tmp_path)
     saved = tmp_path / "saved"
     saved.mkdir()
     result = read(key_file, "--save-attachments", str(saved))
@@ -289,13 +314,18 @@ def test_a_text_too_long_beside_the_file_list_is_refused_before_uploading(
     assert blob_files(server, accepting) == []
 
 
-def test_a_file_of_several_mib_through_secretlink_serve(tmp_path):
+@pytest.mark.parametrize("blob_store", BLOB_STORES)
+def test_a_file_of_several_mib_through_secretlink_serve(tmp_path, request, blob_store):
     """The real stack (granian, the ASGI body policy, pieces of a whole MiB, a download
-    longer than one MiB streamed in pieces) with the defaults' limits."""
+    longer than one MiB streamed in pieces) with the defaults' limits; with S3, also the
+    bucket check at start and the copy of the last piece's blob to the bucket."""
     from test_serve import serving
 
     size = 3 * 1024 * 1024 + 12345
-    with serving(tmp_path, env={"SECRETLINK_POW_DIFFICULTY": "2"}) as served:
+    env = {"SECRETLINK_POW_DIFFICULTY": "2"}
+    for name, value in blob_store_settings(blob_store, request).items():
+        env[f"SECRETLINK_{name.upper()}"] = value
+    with serving(tmp_path, env=env) as served:
         path = str(tmp_path / "inbox.key")
         assert run("keygen", "--key-file", path, "--server", served.url).exit_code == 0
         link = run("inbox", "create", "--key-file", path).stdout.strip()
@@ -309,6 +339,10 @@ def test_a_file_of_several_mib_through_secretlink_serve(tmp_path):
         assert result.exit_code == 0, result.output
         assert (saved / "video.mp4").read_bytes() == big.read_bytes()
         assert f"+ file video.mp4 ({size} bytes, video/mp4)" in result.stdout
+    if blob_store == "s3":  # the blob went to the bucket, not to the data directory
+        stores = blob_store_settings(blob_store, request)
+        bucket = backend_for(stores["blob_store"], tmp_path, stores["s3_endpoint_url"])
+        assert len(bucket.names(link.rsplit("/", 1)[1])) == 1
 
 
 # ---- --strip-metadata: JPEG photos without their location and camera data ----

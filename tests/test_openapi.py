@@ -39,6 +39,7 @@ from secretlink.crypto import KeyPair, b64decode, b64encode, generate_keypair, s
 from secretlink.crypto.pow import meets, solve
 from secretlink.crypto.proof import prove
 from secretlink.settings import Settings
+from secretlink.store.blob_backends import DirectoryBackend, StorageUnavailable
 from secretlink.web.app import MAX_REQUEST_BYTES
 
 OPENAPI_FILE = ROOT / "secretlink" / "openapi.json"
@@ -1387,6 +1388,34 @@ def message_with_blob(blob_id: Callable[[World], str]) -> Callable[[World], obje
     return lambda w: w.post_message(attachments=[blob_id(w)])
 
 
+def store_down(w: World) -> None:
+    """From now on the blob store answers as an unreachable bucket does (the S3
+    backend's own failures are tested against a real S3 server: test_blobs_s3.py)."""
+
+    def unreachable(*args, **kwargs):
+        raise StorageUnavailable("writing to s3://probe failed: Could not connect")
+
+    for name in ("store", "exists", "open"):
+        w.monkeypatch.setattr(DirectoryBackend, name, unreachable)
+
+
+def completed_while_store_down(w: World) -> tuple[str, str, object]:
+    blob_id, capability = started(w)
+    store_down(w)
+    return blob_id, capability, append(w, blob_id, capability, data=bytes(BLOB_LENGTH))
+
+
+def state_while_store_down(w: World):
+    blob_id, capability, _ = completed_while_store_down(w)
+    return upload_state(w, blob_id, capability)
+
+
+def download_while_store_down(w: World):
+    blob_id = sent_blob(w)
+    store_down(w)
+    return blob(w, blob_id, w.token)
+
+
 def blob_sent_twice(w: World):
     blob_id = sent_blob(w)
     return w.post_message(attachments=[blob_id])
@@ -1536,6 +1565,7 @@ ATTACHMENT_PROBES = [
         lambda w: w.inbox("GET", f"{UPLOADS}/{'A' * 22}", "x", key=BAD_KEY),
     ),
     *capability_probes("show_upload", state_request),
+    P("show_upload", 503, "storage_unavailable", state_while_store_down),
     # PATCH .../uploads/{blob_id}
     P("append_upload", 200, None, lambda w: append(w, *started(w))),
     P("append_upload", 400, "bad_public_key", lambda w: append(w, "A" * 22, "x", key=BAD_KEY)),
@@ -1548,6 +1578,7 @@ ATTACHMENT_PROBES = [
     ),
     P("append_upload", 400, "bad_offset", lambda w: append(w, *started(w), offset="-1")),
     P("append_upload", 409, "upload_complete", append_to_complete),
+    P("append_upload", 503, "storage_unavailable", lambda w: completed_while_store_down(w)[2]),
     P("append_upload", 409, "offset_mismatch", lambda w: appended_then(w, "0")),
     P(
         "append_upload",
@@ -1581,6 +1612,7 @@ ATTACHMENT_PROBES = [
         "bad_range",
         lambda w: blob(w, sent_blob(w), w.token, headers={"Range": "bytes=5000-"}),
     ),
+    P("download_blob", 503, "storage_unavailable", download_while_store_down),
     P(
         "download_blob",
         429,

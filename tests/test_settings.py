@@ -68,6 +68,17 @@ def test_environment_values_are_parsed(tmp_path):
         ("SECRETLINK_DATABASE_URL", "postgresql+psycopg2://user@host/db"),  # not installed
         ("SECRETLINK_DATABASE_URL", "postgresql+psycopg://user@host:abc/db"),
         ("SECRETLINK_DATABASE_URL", "postgresql+psycopg://user@host:99999/db"),
+        ("SECRETLINK_BLOB_STORE", "disk"),
+        ("SECRETLINK_BLOB_STORE", "https://bucket.s3.example/blobs"),
+        ("SECRETLINK_BLOB_STORE", "s3://Upper_Case"),
+        ("SECRETLINK_BLOB_STORE", "s3://ab"),
+        ("SECRETLINK_BLOB_STORE", "s3://bucket/a//b"),
+        ("SECRETLINK_BLOB_STORE", "s3://bucket/../other"),
+        ("SECRETLINK_BLOB_STORE", "s3://bucket/blobs?versionId=1"),
+        ("SECRETLINK_S3_ENDPOINT_URL", "s3.example:9000"),
+        ("SECRETLINK_S3_ENDPOINT_URL", "ftp://s3.example"),
+        # An endpoint only goes with an s3:// store.
+        ("SECRETLINK_S3_ENDPOINT_URL", "http://127.0.0.1:9000"),
     ],
 )
 def test_bad_values_stop_start_up_with_the_variable_named(name, value):
@@ -95,12 +106,31 @@ def test_database_urls_that_can_work_are_accepted(url):
         ("SECRETLINK_DATABASE_URL", "mysql://user:sekrit-pw@host/db"),
         ("SECRETLINK_DATABASE_URL", "nonsense sekrit-pw"),
         ("SECRETLINK_REDIS_URL", "http://:sekrit-pw@host"),
+        ("SECRETLINK_S3_ENDPOINT_URL", "https://AKIAKEY:sekrit-pw@s3.example"),
     ],
 )
 def test_errors_do_not_repeat_passwords(name, value):
     with pytest.raises(SettingsError, match=name) as raised:
         Settings.from_env({name: value})
     assert "sekrit-pw" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "stored"),
+    [
+        ("directory", "directory"),
+        ("s3://secretlink-blobs", "s3://secretlink-blobs"),
+        ("s3://secretlink-blobs/", "s3://secretlink-blobs"),
+        ("s3://blobs.example.org/prod/secretlink/", "s3://blobs.example.org/prod/secretlink"),
+    ],
+)
+def test_blob_stores_that_can_work_are_accepted(value, stored):
+    # Checked without connecting: `secretlink serve` tries the bucket at start.
+    environment = {"SECRETLINK_BLOB_STORE": value}
+    if stored != "directory":
+        environment["SECRETLINK_S3_ENDPOINT_URL"] = "http://127.0.0.1:9000"
+    settings = Settings.from_env(environment)
+    assert settings.blob_store == stored
 
 
 def test_tls_files_must_exist(tmp_path):

@@ -107,6 +107,19 @@ STORED: dict[str, dict[str, tuple[Callable[[object], bool], str]]] = {
         "expires_at": (minute, "rounded up to the minute: a sign-in or send some minutes before"),
     },
 }
+# What an object store holds of a blob (SECRETLINK_BLOB_STORE=s3://...), as the store
+# lists and describes it. Its times are its own: the server cannot coarsen them.
+OBJECT_STORE: dict[str, str] = {
+    "Key": "`<prefix>/<inbox key>/<blob id>`: the inbox and the random blob id",
+    "Size": "the padded blob length, as in the blobs table",
+    "LastModified": "the store's own clock, to the second or finer: when the upload completed",
+    "ETag": "a hash of the object's bytes (ciphertext)",
+    "ChecksumAlgorithm": "the store's checksum of the bytes (ciphertext)",
+    "ChecksumType": "the store's checksum of the bytes (ciphertext)",
+    "StorageClass": "the store's class for the object",
+    "ContentType": "always application/octet-stream (asked with the object)",
+    "Metadata": "none (asked with the object)",
+}
 SCHEMA_TABLES = {"alembic_version"}  # Alembic's own bookkeeping: one revision string
 # A clock time, in any text a column holds (SQLite stores datetimes as text).
 CLOCK_IN_TEXT = re.compile(r"\d{2}:\d{2}:(\d{2})(?:\.(\d+))?")
@@ -198,13 +211,13 @@ def solved(puzzle: dict) -> dict:
     return {"puzzle": puzzle["puzzle"], "solution": solve(puzzle["puzzle"], puzzle["difficulty"])}
 
 
-def assert_file_times_coarse(data_dir: Path) -> None:
+def assert_file_times_coarse(data_dir: Path, at_least: int = 4) -> None:
     """The blobs' files and folders: modified on a whole minute. (Access and change
     times are the file system's: every read sets the one, every write the other, and
     no program can set a change time. docs/THREAT-MODEL.md says so, and how to mount.)"""
     folder = data_dir / "blobs"
     paths = [folder, *folder.rglob("*")]
-    assert len(paths) >= 4, "exercise() stores no blob file: extend it"
+    assert len(paths) >= at_least, "exercise() stores no blob file: extend it"
     for path in paths:
         assert path.stat().st_mtime % 60 == 0, f"{path}: modified {path.stat().st_mtime}"
 
@@ -231,6 +244,44 @@ def test_every_stored_value_is_no_finer_than_documented(app):
     exercise(app)
     assert_no_finer_than_documented(read_tables(app))
     assert_file_times_coarse(Path(app.config["SECRETLINK"].data_dir))
+
+
+def test_an_object_store_holds_no_more_than_documented(tmp_path, make_app, s3_store):
+    """With the blobs in a bucket: the database and the data directory as above (the
+    directory keeps only uploads under way), and each object as OBJECT_STORE says."""
+    from secretlink.store.blob_backends import make_client, parse_s3_url
+
+    app = make_app(
+        Settings(
+            data_dir=tmp_path / "data",
+            base_url=TEST_ORIGIN,
+            database_url=f"sqlite:///{tmp_path / 'secretlink.sqlite3'}",
+            pow_difficulty=2,
+            rate_limits_enabled=False,
+            **s3_store,
+        )
+    )
+    exercise(app)
+    tables = read_tables(app)
+    assert_no_finer_than_documented(tables)
+    # The folders and the partial file of the upload left half-way.
+    assert_file_times_coarse(Path(app.config["SECRETLINK"].data_dir), at_least=3)
+    columns, rows = tables["blobs"]
+    complete = {
+        f"blobs/{row['inbox_key']}/{row['id']}": row["length"]
+        for row in (dict(zip(columns, values, strict=True)) for values in rows)
+        if row["complete"]
+    }
+    bucket = parse_s3_url(s3_store["blob_store"]).bucket
+    client = make_client(s3_store["s3_endpoint_url"])
+    listed = client.list_objects_v2(Bucket=bucket)["Contents"]
+    assert len(listed) == len(complete) == 1  # the sent file; the half-way one is not there
+    for item in listed:
+        assert set(item) <= set(OBJECT_STORE), "the listing shows more: document it"
+        assert item["Size"] == complete[item["Key"]]
+        head = client.head_object(Bucket=bucket, Key=item["Key"])
+        assert head["ContentType"] == "application/octet-stream"
+        assert head["Metadata"] == {}
 
 
 def test_a_real_server_s_database_is_no_finer_than_documented(tmp_path):

@@ -108,6 +108,7 @@ def delete(key: str, yes: bool) -> None:
     the link refused, leave the inbox disabled instead.
     """
     from secretlink.client.cli import existing_database
+    from secretlink.store.blob_backends import StorageUnavailable, backend_for
     from secretlink.store.blobs import blob_directory, remove_inbox_folder
     from secretlink.store.inbox_settings import NO_INBOX, NOT_DISABLED
 
@@ -119,7 +120,17 @@ def delete(key: str, yes: bool) -> None:
         fail(f"no inbox {key} in this database")
     if outcome == NOT_DISABLED:
         fail(f"{key} is not disabled: an open inbox is its owner's to delete")
-    remove_inbox_folder(blob_directory(existing_database().data_dir), key)  # attachments
+    # Its attachments: uploads under way, and the blobs wherever they are kept.
+    settings = existing_database()
+    directory = blob_directory(settings.data_dir)
+    remove_inbox_folder(directory, key)
+    try:
+        backend_for(settings.blob_store, directory, settings.s3_endpoint_url).remove_inbox(key)
+    except StorageUnavailable as exc:
+        fail(
+            f"deleted {key} and its messages, but not yet its attachments ({exc}); "
+            "the next purge deletes them"
+        )
     click.echo(f"deleted {key} and its messages; its owner may register the key again", err=True)
 
 

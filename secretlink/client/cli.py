@@ -201,7 +201,21 @@ def serve(self_signed: bool, **overrides) -> None:
         # Before the server starts, whose workers would otherwise fail one after another.
         tls.check_pair(settings.tls_cert, settings.tls_key)
     using_database(settings.with_data_dir(default_instance_path()))
+    check_blob_store(settings)
     run_server(settings)
+
+
+def check_blob_store(settings: Settings) -> None:
+    """An object store for the blobs must take a write before the workers start."""
+    from secretlink.store.blob_backends import DIRECTORY, StorageUnavailable, backend_for
+
+    if settings.blob_store == DIRECTORY:
+        return
+    backend = backend_for(settings.blob_store, Path("."), settings.s3_endpoint_url)
+    try:
+        backend.check()
+    except StorageUnavailable as exc:
+        fail(f"SECRETLINK_BLOB_STORE: {exc}")
 
 
 @main.group()
@@ -256,9 +270,13 @@ def purge() -> None:
     """Delete messages older than SECRETLINK_RETENTION_DAYS or their inbox's own
     retention, and spent challenges."""
     from secretlink.store import retention
+    from secretlink.store.blob_backends import StorageUnavailable
 
     settings = existing_database()
-    result = retention.purge_for(settings)
+    try:
+        result = retention.purge_for(settings)
+    except StorageUnavailable as exc:
+        fail(f"the rows are purged, but not the attachments' objects: {exc}")
     click.echo(
         f"deleted {result.messages} old messages and {result.nonces} spent challenges"
         + (f", {result.abandoned_uploads} abandoned uploads" if result.abandoned_uploads else ""),

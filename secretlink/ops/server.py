@@ -27,6 +27,7 @@ from secretlink.notify import worker as notify_worker
 from secretlink.ops import logs
 from secretlink.settings import Settings
 from secretlink.store import retention
+from secretlink.store.blob_backends import StorageUnavailable
 
 log = logging.getLogger("secretlink.ops.server")
 
@@ -88,6 +89,8 @@ def purge_forever(settings: Settings) -> None:
                 result.nonces,
                 result.abandoned_uploads,
             )
+        except StorageUnavailable as exc:
+            log.warning("purge: %s; will try again", exc)
         except Exception:
             log.exception("purge failed; will try again")
         # Spread the workers' purges over the interval.

@@ -1,20 +1,29 @@
-"""Attachment blobs: the encrypted files of messages (crypto/SPEC.md 5.11), on disk.
+"""Attachment blobs: the encrypted files of messages (crypto/SPEC.md 5.11).
 
 The server never sees a file, only its blob: ciphertext padded to a Padmé length, under
-a random id the sender chose. A blob's bytes live in `<data dir>/blobs/<inbox key>/`:
-as `<blob id>.part` while the upload is under way, renamed to `<blob id>` in the same
-folder once its last byte arrived, so a complete name never holds a partial blob. The
-`blobs` table knows each one: its inbox, exact length, whether it is complete, the
-message that lists it (none until that message is sent) and the minute its upload
-started. No stored time is finer than the minute, file times included: every write
-sets the file's (and its folder's) times back to the start of the current minute.
+a random id the sender chose. While its upload is under way a blob is the file
+`<data dir>/blobs/<inbox key>/<blob id>.part`; when its last byte arrives it is handed
+to the blob backend (secretlink/store/blob_backends.py, SECRETLINK_BLOB_STORE): by
+default renamed to `<blob id>` in the same folder, or copied to an S3-compatible
+bucket and the part removed. Either way a complete name never holds a partial blob,
+and the row says complete only once the backend holds it whole. The `blobs` table
+knows each one: its inbox, exact length, whether it is complete, the message that
+lists it (none until that message is sent) and the minute its upload started. No
+time stored here is finer than the minute, file times included: every write sets
+the file's (and its folder's) times back to the start of the current minute. (An
+object store keeps its own times: docs/THREAT-MODEL.md.)
+
+If the backend cannot take a blob (an object store unreachable), the append that
+brought its last byte is refused with BlobError 503 and the whole part stays: asking
+for the upload's state, or appending nothing at its end, tries again (`finish`).
 
 A blob goes with its message: the row by the database's ON DELETE CASCADE (whatever
-deleted the message: the owner, delete-all, retention, deleting the inbox), the file
+deleted the message: the owner, delete-all, retention, deleting the inbox), the bytes
 by `sweep`, which the API calls after the owner's deletions and the purge calls for
 every inbox. An upload that is not sent with a message within the upload lifetime
 (SECRETLINK_ATTACHMENT_UPLOAD_TTL) is abandoned: the purge deletes its row and file.
-So no orphan outlives that lifetime plus one purge interval.
+So no orphan outlives that lifetime plus one purge interval (plus however long an
+object store stays unreachable: each purge tries again).
 
 Quotas: a blob counts, with its full length, from the moment its upload starts (the
 reservation), against its inbox's attachment cap and the instance's storage budget,
@@ -26,12 +35,11 @@ import contextlib
 import fcntl
 import os
 import re
-import shutil
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy import (
     BigInteger,
@@ -52,6 +60,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from secretlink.crypto import EncodingError, b64decode
 from secretlink.crypto.attachments import padme
+from secretlink.store.blob_backends import (
+    PART_SUFFIX,
+    BlobBackend,
+    DirectoryBackend,
+    StorageUnavailable,
+    backend_for,
+    coarsen,
+    remove_inbox_folder,
+    unlink,
+)
 from secretlink.store.quotas import INBOX_FULL, INSTANCE_FULL, QuotaExceeded, Quotas
 from secretlink.store.storage import (
     Base,
@@ -68,7 +86,6 @@ MIN_BLOB_BYTES = 16
 # The most one request appends, and the pieces a request body is read in.
 UPLOAD_CHUNK_BYTES = 1 << 20
 PIECE_BYTES = 64 * 1024
-PART_SUFFIX = ".part"
 
 
 class BlobRow(Base):
@@ -127,65 +144,53 @@ def valid_blob_length(length: object) -> bool:
     )
 
 
-def _minute_now() -> float:
-    return float(int(time.time()) // 60 * 60)
-
-
-def _coarsen(path: Path) -> None:
-    """Set a file's or folder's times to the start of this minute (docs/THREAT-MODEL.md)."""
-    moment = _minute_now()
-    os.utime(path, (moment, moment))
-
-
-def _unlink(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
 def blob_directory(data_dir: Path) -> Path:
-    """Where an instance keeps its blobs: one folder per inbox, in its data directory."""
+    """Where an instance keeps its blobs (and its uploads under way, whatever the
+    backend): one folder per inbox, in its data directory."""
     return Path(data_dir) / "blobs"
-
-
-def remove_inbox_folder(directory: Path, public_key: str) -> None:
-    """Remove a deleted inbox's blob folder, by the web API or by the operator's CLI."""
-    folder = directory / public_key
-    if folder.is_dir():
-        shutil.rmtree(folder, ignore_errors=True)
-        with contextlib.suppress(FileNotFoundError):
-            _coarsen(directory)
 
 
 # The columns a Blob is made of, in its fields' order.
 _BLOB_FIELDS = (BlobRow.id, BlobRow.inbox_key, BlobRow.length, BlobRow.complete, BlobRow.message_id)
 
+STORE_FAILED = (
+    "the server cannot store files right now: try again later; what arrived is kept, and "
+    "asking for the upload's state then stores it"
+)
+READ_FAILED = "the server cannot read its files right now: try again later"
+
 
 class BlobStore:
-    """The blobs table and the files it describes; every database method is one transaction."""
+    """The blobs table, the uploads under way in `directory`, and the complete blobs in
+    `backend` (by default the same folder); every database method is one transaction."""
 
-    def __init__(self, storage: Storage, directory: Path):
+    def __init__(self, storage: Storage, directory: Path, backend: BlobBackend | None = None):
         self.storage = storage
         self.engine: Engine = storage.engine
         self.directory = directory
+        self.backend: BlobBackend = backend or DirectoryBackend(directory)
+
+    @classmethod
+    def for_settings(cls, storage: Storage, settings) -> "BlobStore":
+        """The blob store an instance's settings (secretlink.settings.Settings) describe."""
+        directory = blob_directory(settings.data_dir)
+        backend = backend_for(settings.blob_store, directory, settings.s3_endpoint_url)
+        return cls(storage, directory, backend)
 
     @property
     def quotas(self) -> Quotas:
         return self.storage.quotas
 
-    # ---- paths ----
+    # ---- uploads under way ----
 
     def _inbox_dir(self, public_key: str, create: bool = False) -> Path:
         folder = self.directory / public_key
         if create and not folder.is_dir():
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             folder.mkdir(mode=0o700, exist_ok=True)
-            _coarsen(self.directory)
-            _coarsen(folder)
+            coarsen(self.directory)
+            coarsen(folder)
         return folder
-
-    def path(self, blob: Blob) -> Path:
-        """Where a complete blob's bytes are."""
-        return self._inbox_dir(blob.inbox_key) / blob.id
 
     def _part(self, blob: Blob) -> Path:
         return self._inbox_dir(blob.inbox_key) / (blob.id + PART_SUFFIX)
@@ -265,17 +270,33 @@ class BlobStore:
             return Blob(*row) if row else None
 
     def received(self, blob: Blob) -> int:
-        """How many bytes of the blob the server holds."""
-        for path in (self.path(blob), self._part(blob)):
-            with contextlib.suppress(FileNotFoundError):
-                return path.stat().st_size
-        return 0
+        """How many bytes of the blob the server holds (BlobError 503 if that takes an
+        object store that cannot be reached)."""
+        with contextlib.suppress(FileNotFoundError):
+            return self._part(blob).stat().st_size
+        # No partial file: not begun, or stored (the part is removed after that).
+        try:
+            return blob.length if self.backend.exists(blob.inbox_key, blob.id) else 0
+        except StorageUnavailable:
+            raise BlobError(503, "storage_unavailable", READ_FAILED) from None
+
+    def progress(self, blob: Blob) -> tuple[int, bool]:
+        """(bytes received, complete). An upload whose bytes all arrived but that the
+        backend does not hold yet (it failed at the last byte) is handed to it now."""
+        if blob.complete:
+            return blob.length, True
+        received = self.received(blob)
+        if received == blob.length:
+            return received, self.finish(blob)
+        return received, False
 
     # ---- appending ----
 
     def append(self, blob: Blob, offset: int, pieces: Iterable[bytes]) -> int:
         """Write the pieces at `offset`, which must be the length received so far;
-        return the new length. The last byte completes the blob (renamed into place).
+        return the new length. The last byte completes the blob: the backend takes it
+        (BlobError 503 if it cannot; the part stays, and appending nothing at its end
+        tries again).
 
         One request at a time per blob (an flock on the partial file): two clients
         resuming at once cannot interleave their bytes.
@@ -287,10 +308,13 @@ class BlobStore:
         descriptor = os.open(part, os.O_RDWR | os.O_CREAT, 0o600)
         with os.fdopen(descriptor, "r+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            if self.path(blob).exists():
-                # Completed (renamed) by another request meanwhile: the partial file
-                # this request may have made anew after that rename goes.
-                _unlink(part)
+            current = self.get(blob.inbox_key, blob.id)
+            if current is None or current.complete:
+                # Completed or deleted by another request meanwhile: the partial file
+                # this request may have made anew goes.
+                unlink(part)
+                if current is None:
+                    raise BlobError(404, "unknown_blob", "this upload was deleted")
                 raise BlobError(409, "upload_complete", "this upload is complete already")
             if not part.exists():  # deleted meanwhile: abandoned, or its inbox went
                 raise BlobError(404, "unknown_blob", "this upload was deleted")
@@ -317,23 +341,63 @@ class BlobStore:
                 # What arrived stays (a resumed upload goes on from it), durably.
                 handle.flush()
                 os.fsync(handle.fileno())
-                _coarsen(part)
-                _coarsen(part.parent)  # its entry may be new
+                coarsen(part)
+                coarsen(part.parent)  # its entry may be new
             if received == blob.length:
                 self._complete(blob, part)
         return received
 
-    def _complete(self, blob: Blob, part: Path) -> None:
-        final = self.path(blob)
-        os.replace(part, final)
-        folder = os.open(final.parent, os.O_RDONLY)
+    def finish(self, blob: Blob) -> bool:
+        """Hand a whole upload that is not recorded complete to the backend; whether
+        the blob is complete now. BlobError 503 if the backend cannot take it."""
+        part = self._part(blob)
         try:
-            os.fsync(folder)  # the rename survives a crash before the row says complete
-        finally:
-            os.close(folder)
-        _coarsen(final.parent)
+            descriptor = os.open(part, os.O_RDWR)
+        except FileNotFoundError:
+            # Stored, and the process stopped before the row said so (or it is done).
+            current = self.get(blob.inbox_key, blob.id)
+            if current is None or current.complete:
+                return current is not None
+            if self.received(blob) != blob.length:
+                return False
+            self._mark_complete(blob)
+            return True
+        with os.fdopen(descriptor, "r+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            current = self.get(blob.inbox_key, blob.id)
+            if current is None or current.complete:
+                return current is not None
+            if not part.exists() or os.fstat(handle.fileno()).st_size != blob.length:
+                return False
+            self._complete(blob, part)
+            return True
+
+    def _complete(self, blob: Blob, part: Path) -> None:
+        """With the part's lock held: the backend takes the whole part, then the row
+        says complete, then the part goes (a crash in between leaves a part that the
+        sweep removes, or a stored blob that `finish` records)."""
+        try:
+            self.backend.store(blob.inbox_key, blob.id, part)
+        except StorageUnavailable:
+            raise BlobError(503, "storage_unavailable", STORE_FAILED) from None
+        self._mark_complete(blob)
+        unlink(part)  # the object store has its copy (a folder renamed it already)
+        with contextlib.suppress(FileNotFoundError):
+            coarsen(part.parent)
+
+    def _mark_complete(self, blob: Blob) -> None:
         with self.engine.begin() as connection:
             connection.execute(update(BlobRow).where(BlobRow.id == blob.id).values(complete=True))
+
+    # ---- the owner downloading ----
+
+    def open(self, blob: Blob) -> tuple[BinaryIO, int]:
+        """A complete blob's bytes, seekable, and how many are kept; FileNotFoundError
+        if they are gone, BlobError 503 if the object store cannot be reached."""
+        try:
+            return self.backend.open(blob.inbox_key, blob.id)
+        except StorageUnavailable:
+            raise BlobError(503, "storage_unavailable", READ_FAILED) from None
 
     # ---- sending: a message that lists blobs ----
 
@@ -394,40 +458,55 @@ class BlobStore:
     # ---- deleting ----
 
     def sweep(self, public_key: str) -> int:
-        """Delete the inbox's files that no row claims any more (their message or upload
-        was deleted), and partial files of complete blobs; how many."""
+        """Delete the inbox's blobs that no row claims any more (their message or upload
+        was deleted), and partial files of complete blobs; how many. If the object
+        store cannot be reached, what it holds waits for the next purge (logged)."""
+        try:
+            return self._sweep(public_key)
+        except StorageUnavailable:
+            return 0  # logged by the backend; the purge tries again
+
+    def _sweep(self, public_key: str) -> int:
         folder = self._inbox_dir(public_key)
         try:
-            names = [entry.name for entry in os.scandir(folder)]
+            parts = [e.name for e in os.scandir(folder) if e.name.endswith(PART_SUFFIX)]
         except FileNotFoundError:
-            return 0
-        # Listed first, then read: a file made after the listing is not looked at, and
-        # every file listed had its row inserted before it was made.
+            parts = []
+        stored = self.backend.names(public_key)
+        # Listed first, then read: a blob made after the listing is not looked at, and
+        # every one listed had its row inserted before it was made.
         with self.engine.connect() as connection:
             rows = dict(
                 connection.execute(
                     select(BlobRow.id, BlobRow.complete).where(BlobRow.inbox_key == public_key)
                 ).all()
             )
-        removed = 0
-        for name in names:
-            blob_id = name.removesuffix(PART_SUFFIX)
-            partial = name != blob_id
-            if blob_id in rows and not (partial and rows[blob_id]):
-                continue
-            _unlink(folder / name)
-            removed += 1
-        if removed:
-            _coarsen(folder)
-        return removed
+        # A partial file is stale without a row (the default) or once its blob is complete.
+        stale_parts = [name for name in parts if rows.get(name.removesuffix(PART_SUFFIX), True)]
+        for name in stale_parts:
+            unlink(folder / name)
+        if stale_parts:
+            with contextlib.suppress(FileNotFoundError):
+                coarsen(folder)
+        unclaimed = [blob_id for blob_id in stored if blob_id not in rows]
+        if unclaimed:
+            self.backend.remove(public_key, unclaimed)
+        return len(stale_parts) + len(unclaimed)
 
-    def delete_inbox_files(self, public_key: str) -> None:
-        """Remove a deleted inbox's folder (its rows went with the inbox)."""
+    def delete_inbox_files(self, public_key: str) -> bool:
+        """Remove a deleted inbox's uploads and blobs (its rows went with the inbox);
+        False if the object store could not be reached (the next purge tries again)."""
         remove_inbox_folder(self.directory, public_key)
+        try:
+            self.backend.remove_inbox(public_key)
+        except StorageUnavailable:
+            return False
+        return True
 
     def purge(self, upload_ttl: int) -> int:
         """Delete uploads not sent with a message within `upload_ttl` seconds (rows and
-        files), and every file no row claims; how many blobs were abandoned."""
+        files), and every blob no row claims; how many blobs were abandoned. Raises
+        StorageUnavailable if the object store cannot be reached (after the rows)."""
         cutoff = utcnow() - timedelta(seconds=upload_ttl)
         with self.engine.begin() as connection:
             abandoned = connection.execute(
@@ -436,12 +515,16 @@ class BlobStore:
                 .returning(BlobRow.id)
             ).all()
             inboxes = set(connection.scalars(select(InboxRow.public_key)))
-        if self.directory.is_dir():
-            for entry in os.scandir(self.directory):
-                if entry.name in inboxes:
-                    self.sweep(entry.name)
-                elif entry.is_dir():  # an inbox deleted without its folder
-                    self.delete_inbox_files(entry.name)
+        try:
+            folders = [entry.name for entry in os.scandir(self.directory) if entry.is_dir()]
+        except FileNotFoundError:
+            folders = []
+        for name in sorted(set(folders) | set(self.backend.inboxes())):
+            if name in inboxes:
+                self._sweep(name)
+            else:  # an inbox deleted without its blobs
+                remove_inbox_folder(self.directory, name)
+                self.backend.remove_inbox(name)
         return len(abandoned)
 
 

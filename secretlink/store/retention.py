@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import delete
 
+from secretlink.store.blob_backends import BlobBackend, backend_for
 from secretlink.store.blobs import BlobStore, blob_directory
 from secretlink.store.inbox_settings import InboxSettingsStore
 from secretlink.store.storage import Storage, UsedNonceRow, utcnow
@@ -25,9 +26,16 @@ class PurgeResult:
 
 def purge_for(settings) -> PurgeResult:
     """The purge an instance runs, from its settings (secretlink.settings.Settings)."""
-    blob_dir = blob_directory(settings.data_dir) if settings.data_dir else None
+    directory = blob_directory(settings.data_dir) if settings.data_dir else None
+    blobs = None
+    if directory is not None:
+        blobs = backend_for(settings.blob_store, directory, settings.s3_endpoint_url)
     return purge(
-        settings.database_url, settings.retention_days, blob_dir, settings.attachment_upload_ttl
+        settings.database_url,
+        settings.retention_days,
+        directory,
+        settings.attachment_upload_ttl,
+        blobs,
     )
 
 
@@ -36,10 +44,13 @@ def purge(
     retention_days: int,
     blob_dir: Path | None = None,
     upload_ttl: int = 3600,
+    blob_backend: BlobBackend | None = None,
 ) -> PurgeResult:
     """Delete messages older than `retention_days` (0 keeps them) or than their inbox's
-    own retention, and expired nonces; with `blob_dir`, the files of deleted messages
-    and the uploads not sent within `upload_ttl` seconds (secretlink/store/blobs.py)."""
+    own retention, and expired nonces; with `blob_dir`, the blobs of deleted messages
+    and the uploads not sent within `upload_ttl` seconds (secretlink/store/blobs.py),
+    kept in `blob_backend` (by default in `blob_dir` too). Raises StorageUnavailable
+    (after deleting the rows) if an object store cannot be reached."""
     storage = Storage.from_url(database_url)
     try:
         now = utcnow()
@@ -52,7 +63,9 @@ def purge(
             nonces = connection.execute(
                 delete(UsedNonceRow).where(UsedNonceRow.expires_at < now)
             ).rowcount
-        abandoned = BlobStore(storage, blob_dir).purge(upload_ttl) if blob_dir else 0
+        abandoned = 0
+        if blob_dir:
+            abandoned = BlobStore(storage, blob_dir, blob_backend).purge(upload_ttl)
         return PurgeResult(messages, nonces, abandoned)
     finally:
         storage.engine.dispose()

@@ -167,8 +167,13 @@ def require_capability(public_key: str, blob_id: str) -> Blob:
 
 
 def upload_state(blob: Blob) -> dict:
-    received = blob.length if blob.complete else blob_store().received(blob)
-    return {"received": received, "length": blob.length, "complete": received == blob.length}
+    """Where the upload stands. One whose bytes all arrived but whose storing failed
+    (503, object store unreachable) is stored now: asking again finishes it."""
+    try:
+        received, complete = blob_store().progress(blob)
+    except BlobError as refused:
+        raise as_api_error(refused) from None
+    return {"received": received, "length": blob.length, "complete": complete}
 
 
 @bp.get("/inboxes/<public_key>/uploads/<blob_id>")
@@ -230,32 +235,39 @@ def append_upload(public_key: str, blob_id: str):
 
 @bp.get("/inboxes/<public_key>/blobs/<blob_id>")
 def download_blob(public_key: str, blob_id: str):
-    """A blob of a message the inbox holds, streamed from its file (Range allowed)."""
+    """A blob of a message the inbox holds, streamed from where it is kept (its file or
+    its object, never read whole into memory); a Range is honoured."""
     public_key = inbox_key(public_key)
     require_owner(public_key, "read")
     blob = blob_store().get(public_key, blob_id) if valid_blob_id(blob_id) else None
     if blob is None or blob.message_id is None or not blob.complete:
         raise ApiError(404, "unknown_blob", "no such attachment in this inbox")
     try:
-        response = send_file(
-            blob_store().path(blob),
-            mimetype="application/octet-stream",
-            as_attachment=True,
-            download_name=f"{blob.id}.blob",
-            conditional=False,
-            etag=False,
-        )
+        stored, size = blob_store().open(blob)
     except FileNotFoundError:
         raise ApiError(404, "unknown_blob", "no such attachment in this inbox") from None
+    except BlobError as refused:
+        raise as_api_error(refused) from None
+    response = send_file(
+        stored,
+        mimetype="application/octet-stream",
+        as_attachment=True,
+        download_name=f"{blob.id}.blob",
+        conditional=False,
+        etag=False,
+    )
+    # What is kept, byte for byte: a damaged store's short blob is sent whole and
+    # short, for the recipient's device to refuse, never cut off mid-answer.
+    response.content_length = size
     # No validators (a file time would say when the blob arrived): never a 304, but
     # a Range is honoured, so an interrupted download resumes.
     response.last_modified = None
     response.headers["Cache-Control"] = "no-store"
     try:
-        response.make_conditional(request.environ, accept_ranges=True, complete_length=blob.length)
+        response.make_conditional(request.environ, accept_ranges=True, complete_length=size)
     except RequestedRangeNotSatisfiable:
         response.close()
         raise ApiError(
-            416, "bad_range", f"the range is not within the blob's {blob.length} bytes"
+            416, "bad_range", f"the range is not within the blob's {size} bytes"
         ) from None
     return response

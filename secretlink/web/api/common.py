@@ -6,7 +6,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from secretlink.crypto import InvalidKeyError, decode_public_key
 from secretlink.store import quotas
-from secretlink.store.blobs import BlobStore, blob_directory
+from secretlink.store.blobs import BlobStore
 from secretlink.store.storage import Storage
 from secretlink.web.auth import Authenticator
 from secretlink.web.errors import ApiError, require_text
@@ -21,11 +21,12 @@ def storage() -> Storage:
 
 
 def blob_store() -> BlobStore:
-    """The attachment blobs, in `<data dir>/blobs` (secretlink/store/blobs.py)."""
+    """The attachment blobs: uploads in `<data dir>/blobs`, complete blobs where
+    SECRETLINK_BLOB_STORE says (secretlink/store/blobs.py)."""
     extensions = current_app.extensions
     if "secretlink.blobs" not in extensions:
-        data_dir = current_app.config["SECRETLINK"].data_dir
-        extensions["secretlink.blobs"] = BlobStore(storage(), blob_directory(data_dir))
+        settings = current_app.config["SECRETLINK"]
+        extensions["secretlink.blobs"] = BlobStore.for_settings(storage(), settings)
     return extensions["secretlink.blobs"]
 
 
