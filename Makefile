@@ -19,7 +19,7 @@ PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 BUNDLES := webui/static/build/home.js webui/static/build/inbox.js webui/static/build/send.js \
 	webui/static/build/pow-worker.js webui/static/build/notify-sw.js webui/static/build/reply.js \
-	webui/static/build/backup-worker.js
+	webui/static/build/backup-worker.js webui/static/build/seal-worker.js
 
 .PHONY: run test js-test check-bundles bundle-hashes bench lint format build install chromium \
 	wrk vectors docs dist clean screenshots translations

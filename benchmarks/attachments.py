@@ -16,8 +16,8 @@ goals. Every upload runs in a fresh browser context (so a fresh renderer process
   upload is reserved beforehand through the same API calls (puzzle, start), from
   Python, and not timed: the baseline is the bytes going through the endpoint.
 - the same loop with the slices read into memory and sent as `Uint8Array` bodies, as
-  the page sends its encrypted pieces: reported, to show what that kind of body
-  costs by itself (docs/PERFORMANCE.md, "P6").
+  the page sent its encrypted pieces until it sent Blobs: reported, to show what that
+  kind of body costs by itself (docs/PERFORMANCE.md, "P6").
 - memory: VmHWM (peak resident memory) of the renderer processes, reset through
   /proc/<pid>/clear_refs just before each upload; the same for the server's
   processes (master and workers), summed.
@@ -65,8 +65,8 @@ UPLOAD_TIMEOUT_MS = 30 * 60 * 1000
 
 # The baseline's request loop. `fromFile`: each body is a Blob of the file's slice (and,
 # past the file's end, zeros): how a page uploads a file's bytes as they are. Otherwise
-# each body is a Uint8Array read into memory first, as the sender page sends its
-# encrypted pieces (reported, to show what the kind of body costs by itself).
+# each body is a Uint8Array read into memory first, as the sender page sent its
+# encrypted pieces before it sent Blobs (reported: what that kind of body costs).
 PLAIN_UPLOAD = """async ({ url, capability, length, chunk, fromFile }) => {
   const file = document.querySelector("#p6-file").files[0];
   const start = performance.now();
@@ -241,7 +241,7 @@ class Figures:
 
     encrypted: list[Upload]
     plain: list[Upload]  # the file's slices as bodies: the goal's baseline
-    in_memory: list[Upload]  # Uint8Array bodies, as the page sends them
+    in_memory: list[Upload]  # Uint8Array bodies, as the page sent them before
 
     def median(self, kind: str, figure: str) -> float:
         return statistics.median(getattr(upload, figure) for upload in getattr(self, kind))
@@ -334,7 +334,7 @@ def p6_result(small: Figures, large: Figures, huge: Upload, jitless: Figures) ->
             f"bytes unencrypted (the file's slices as fetch bodies) to the same endpoint from "
             f"the same page: {large.seconds('plain')} (with JIT)",
             f"the same bytes read into memory first and sent as Uint8Array bodies, as the "
-            f"page sends its pieces: {large.seconds('in_memory')} (ratio to the plain upload "
+            f"page sent its pieces before: {large.seconds('in_memory')} (ratio to the plain upload "
             f"{in_memory_ratio:.2f}, reported, not a goal)",
             f"--jitless, {size}: {jitless.seconds('encrypted')} vs {jitless.seconds('plain')} "
             f"(ratio {jitless_ratio:.2f}, reported, not a goal)",

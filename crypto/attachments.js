@@ -337,12 +337,17 @@ function joinAll(parts) {
 
 // The padding keystream in order: AES-CTR over zeros from counter block 0, taken in
 // slices of at most 64 KiB (a multiple of the 16-byte block, so each slice starts on
-// a block boundary and its counter block is its offset / 16).
+// a block boundary and its counter block is its offset / 16). `from`, a multiple of
+// 64 KiB, starts it further on (an upload sealed in parts).
 class PaddingStream {
-  constructor(entry) {
+  constructor(entry, from = 0) {
+    const total = entry.paddedLength - entry.ciphertextLength;
+    if (!Number.isSafeInteger(from) || from < 0 || from % CHUNK_SIZE !== 0 || (from > 0 && from >= total)) {
+      throw new RangeError(`padding starts at a multiple of ${CHUNK_SIZE} inside it`);
+    }
     this.entry = entry;
-    this.remaining = entry.paddedLength - entry.ciphertextLength;
-    this.offset = 0;
+    this.remaining = total - from;
+    this.offset = from;
     this.buffer = new Uint8Array(0);
   }
   async take(count) {
@@ -373,26 +378,48 @@ class PaddingStream {
 }
 
 
+/** The blob's padding from byte `from` of it (a multiple of 64 KiB), `length` bytes
+ * (to its end by default), in pieces of at most 64 KiB. */
+export async function* paddingPieces(entry, from = 0, length = Infinity) {
+  const padding = new PaddingStream(makeAttachment(entry), from);
+  let wanted = Math.min(length, padding.remaining);
+  while (wanted > 0) {
+    const piece = await padding.take(Math.min(CHUNK_SIZE, wanted));
+    wanted -= piece.length;
+    yield piece;
+  }
+}
+
 /**
  * Encrypts one file into its blob, given the file's bytes in pieces of any size:
- * `await update(piece)` gives the ciphertext of every chunk completed so far; after
+ * `await update(piece)` gives the ciphertext of every chunk completed so far, one array
+ * per chunk (joined, they would cost a copy that uploads do not need); after
  * exactly `entry.size` bytes, `finish()` yields the rest (last chunk, padding).
  */
 export class BlobEncryptor {
-  constructor(entry) {
+  // `firstChunk` starts at that chunk, fed the file from byte firstChunk * 64 KiB on:
+  // a large file is sealed in parts that way (each part's output is the blob's bytes
+  // from chunk firstChunk on).
+  constructor(entry, { firstChunk = 0 } = {}) {
     this.entry = makeAttachment(entry);
+    if (!Number.isSafeInteger(firstChunk) || firstChunk < 0 || firstChunk >= this.entry.chunkCount) {
+      throw new RangeError(`the first chunk is one of the file's ${this.entry.chunkCount}`);
+    }
     this.buffer = new Uint8Array(0);
-    this.index = 0;
-    this.received = 0;
+    this.index = firstChunk;
+    this.received = firstChunk * CHUNK_SIZE;
   }
 
+  // Chunk numbers are taken before the first await, so several seals can run at once
+  // and still get their own nonces in order.
   async seal(plaintext) {
-    this.key ??= await deriveKey(this.entry, STREAM_PURPOSE, "AES-GCM");
-    const final = this.index === this.entry.chunkCount - 1;
-    const sealed = await webCrypto().encrypt(
-      { name: "AES-GCM", iv: nonce(this.index, final), additionalData: this.entry.blobId, tagLength: 128 },
-      this.key, plaintext);
+    const index = this.index;
     this.index += 1;
+    const final = index === this.entry.chunkCount - 1;
+    this.key ??= deriveKey(this.entry, STREAM_PURPOSE, "AES-GCM");
+    const sealed = await webCrypto().encrypt(
+      { name: "AES-GCM", iv: nonce(index, final), additionalData: this.entry.blobId, tagLength: 128 },
+      await this.key, plaintext);
     return new Uint8Array(sealed);
   }
 
@@ -403,26 +430,33 @@ export class BlobEncryptor {
     }
     // Whole chunks are sealed straight from the input; only a partial chunk is kept.
     const input = this.buffer.length ? joinAll([this.buffer, data]) : data;
-    const out = [];
+    // The piece's chunks are sealed at once: WebCrypto works on them off the page's
+    // thread, and one round trip through the event loop serves them all.
+    const sealing = [];
     let offset = 0;
     while (input.length - offset >= CHUNK_SIZE) {
-      out.push(await this.seal(input.subarray(offset, offset + CHUNK_SIZE)));
+      sealing.push(this.seal(input.subarray(offset, offset + CHUNK_SIZE)));
       offset += CHUNK_SIZE;
     }
     this.buffer = input.slice(offset);
-    return out.length ? joinAll(out) : new Uint8Array(0);
+    return Promise.all(sealing);
   }
 
-  async *finish() {
+  /** After exactly `entry.size` bytes: the last chunk when it is still to seal (an
+   * array of zero or one chunk), without the padding. */
+  async lastChunk() {
     if (this.received !== this.entry.size) {
       throw new SizeError(`the file has ${this.received} bytes, not ${this.entry.size}`);
     }
-    if (this.index < this.entry.chunkCount) {
-      yield await this.seal(this.buffer);
-      this.buffer = new Uint8Array(0);
-    }
-    const padding = new PaddingStream(this.entry);
-    while (padding.remaining > 0) yield await padding.take(CHUNK_SIZE);
+    if (this.index === this.entry.chunkCount) return [];
+    const last = await this.seal(this.buffer);
+    this.buffer = new Uint8Array(0);
+    return [last];
+  }
+
+  async *finish() {
+    yield* await this.lastChunk();
+    yield* paddingPieces(this.entry);
   }
 }
 
@@ -520,10 +554,7 @@ export class BlobDecryptor {
 /** The blob of a file given as an (async) iterable of byte pieces, as an async iterable. */
 export async function* encryptBlob(entry, source) {
   const encryptor = new BlobEncryptor(entry);
-  for await (const piece of source) {
-    const out = await encryptor.update(piece);
-    if (out.length) yield out;
-  }
+  for await (const piece of source) yield* await encryptor.update(piece);
   yield* encryptor.finish();
 }
 

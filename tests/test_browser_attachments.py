@@ -10,7 +10,8 @@ for byte, with and without a JIT; JPEG photos lose their location and camera dat
 (checked with Pillow: no Exif but the Orientation, the same pixels) unless the sender
 unticks the box, and a damaged one is then refused. A large file (50 MB, or
 SECRETLINK_TEST_LARGE_FILE_BYTES; a tenth of it without a JIT) goes from page to page
-byte for byte, and both progress bars are seen between empty and full.
+byte for byte, sealed in parts of 16 MiB (one request dropped past the first part, and
+resumed), and both progress bars are seen between empty and full.
 """
 
 import hashlib
@@ -568,7 +569,26 @@ def progress_between(page, name: str) -> list[float]:
     return [value for value, top in seen if 0 < value < top]
 
 
-def large_file_round_trip(browser, page_errors, tmp_path, size: int) -> None:
+def drop_one_request_from(page, offset: int) -> list[int]:
+    """Drop the first upload request that starts at `offset` or later; the offsets of
+    the dropped requests (one, once it happened)."""
+    dropped = []
+
+    def route(route):
+        start = int(route.request.headers.get("upload-offset", "-1"))
+        if route.request.method == "PATCH" and start >= offset and not dropped:
+            dropped.append(start)
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/uploads/*", route)
+    return dropped
+
+
+def large_file_round_trip(
+    browser, page_errors, tmp_path, size: int, drop_from: int | None = None
+) -> None:
     limits = {
         "attachment_max_file_bytes": size,
         "attachment_max_message_bytes": padded_length(size),
@@ -583,8 +603,13 @@ def large_file_round_trip(browser, page_errors, tmp_path, size: int) -> None:
             out.truncate(size)
         sender = new_page(browser, page_errors)
         sender.add_init_script(PROGRESS_RECORDER)
+        dropped = drop_one_request_from(sender, drop_from) if drop_from is not None else []
         send_with_files(sender, inbox.link, "a large file", [path], timeout_ms=180_000)
         assert progress_between(sender, "Uploading files")
+        if drop_from is not None:
+            assert len(dropped) == 1
+            assert page_errors.errors == ["Failed to load resource: net::ERR_CONNECTION_RESET"]
+            page_errors.errors.clear()
 
         recipient = new_page(browser, page_errors)
         recipient.add_init_script(WITHOUT_PICKER + PROGRESS_RECORDER)
@@ -601,7 +626,11 @@ def large_file_round_trip(browser, page_errors, tmp_path, size: int) -> None:
 
 
 def test_a_large_file_goes_from_page_to_page_byte_identical(browser, page_errors, tmp_path):
-    large_file_round_trip(browser, page_errors, tmp_path, LARGE_FILE_BYTES)
+    # The page seals a large file in parts of 16 MiB, each in a worker of its own; a
+    # request dropped past the first part resumes from the part the server stopped in.
+    large_file_round_trip(
+        browser, page_errors, tmp_path, LARGE_FILE_BYTES, drop_from=LARGE_FILE_BYTES * 2 // 5
+    )
 
 
 def test_a_smaller_large_file_goes_from_page_to_page_without_jit(

@@ -42,7 +42,12 @@ class Assets(HTMLParser):
             self.urls.append(attributes["src"])
         if tag == "link" and attributes.get("rel") in ("stylesheet", "icon"):
             self.urls.append(attributes["href"])
-        for worker in ("data-pow-worker", "data-service-worker", "data-backup-worker"):
+        for worker in (
+            "data-pow-worker",
+            "data-service-worker",
+            "data-backup-worker",
+            "data-seal-worker",
+        ):
             if attributes.get(worker):
                 self.urls.append(attributes[worker])
 

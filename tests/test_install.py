@@ -120,6 +120,7 @@ def install_into_venv(target: str, wheelhouse: Path, tmp_path: Path) -> Installe
         "notify-sw.js",
         "pow-worker.js",
         "reply.js",
+        "seal-worker.js",
         "send.js",
     ]
     # The documented entry points.
@@ -224,5 +225,6 @@ def test_printed_hashes_are_the_shipped_scripts():
         expected.append(
             f"sha256:{hashlib.sha256(data).hexdigest()}  sha384-{sri}  build/{path.name}"
         )
-    assert len(expected) == 7  # home, inbox, send, pow-worker, notify-sw, reply, backup-worker
+    # home, inbox, send, pow-worker, notify-sw, reply, backup-worker, seal-worker
+    assert len(expected) == 8
     assert printed.splitlines() == expected

@@ -72,6 +72,7 @@ def test_an_unmodified_instance_matches(live_server):
         "build/send.js",
         "build/pow-worker.js",
         "build/backup-worker.js",
+        "build/seal-worker.js",
     ):
         assert any(f"asset /static/{name}?v=" in line for line in checked), name
     assert any(line.startswith("ok         asset /notify-sw.js:") for line in checked)
@@ -101,7 +102,14 @@ def test_a_real_sender_page_matches_with_link(live_server):
 
 
 @pytest.mark.parametrize(
-    "name", ["build/send.js", "build/pow-worker.js", "build/backup-worker.js", "style.css"]
+    "name",
+    [
+        "build/send.js",
+        "build/pow-worker.js",
+        "build/backup-worker.js",
+        "build/seal-worker.js",
+        "style.css",
+    ],
 )
 def test_a_modified_file_is_named(live_server, name):
     key = add_inbox(live_server.app)

@@ -21,7 +21,7 @@ import * as esbuild from "esbuild";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const COMMITTED = join(ROOT, "webui", "static", "build");
-const ENTRY_POINTS = ["home", "inbox", "send", "pow-worker", "notify-sw", "reply", "backup-worker"].map(
+const ENTRY_POINTS = ["home", "inbox", "send", "pow-worker", "notify-sw", "reply", "backup-worker", "seal-worker"].map(
   (name) => `webui/src/${name}.js`,
 );
 

@@ -162,6 +162,51 @@ test("round trips around the chunk boundaries, in pieces of several sizes", asyn
   }
 });
 
+// The sender page seals a large file in parts (webui/src/seal-worker.js): chunks from
+// `firstChunk` on, the last chunk, the padding from an offset. Joined, the parts are
+// the blob sealed whole, byte for byte.
+async function sealedInParts(entry, plaintext, partChunks, paddingPart) {
+  const C = att.CHUNK_SIZE;
+  const out = [];
+  for (let first = 0; first < att.chunkCount(entry.size); first += partChunks) {
+    const encryptor = new att.BlobEncryptor(entry, { firstChunk: first });
+    const end = Math.min(entry.size, (first + partChunks) * C);
+    out.push(...(await encryptor.update(plaintext.subarray(first * C, end))));
+    if (first + partChunks >= att.chunkCount(entry.size)) out.push(...(await encryptor.lastChunk()));
+  }
+  const padding = att.paddedLength(entry.size) - att.ciphertextLength(entry.size);
+  for (let from = 0; from < padding; from += paddingPart) {
+    out.push(await collect(att.paddingPieces(entry, from, paddingPart)));
+  }
+  return new Uint8Array(Buffer.concat(out));
+}
+
+test("a blob sealed in parts is the blob sealed whole", async () => {
+  for (const size of [0, 1000, 65536, 131072, 196608 + 5, 600000]) {
+    const entry = att.newAttachment({ name: "f.bin", mediaType: "application/octet-stream", size });
+    const plaintext = pattern(`parts ${size}`, size);
+    const whole = await collect(att.encryptBlob(entry, pieces(plaintext)));
+    for (const [partChunks, paddingPart] of [[1, 65536], [2, 131072], [3, 65536 * 3]]) {
+      assert.equal(sha256(await sealedInParts(entry, plaintext, partChunks, paddingPart)), sha256(whole), `${size} ${partChunks}`);
+    }
+  }
+});
+
+test("parts start where a part can start", async () => {
+  const entry = att.newAttachment({ name: "f.bin", mediaType: "application/octet-stream", size: 150000 });
+  for (const firstChunk of [-1, 3, 1.5, 2 ** 60]) {
+    assert.throws(() => new att.BlobEncryptor(entry, { firstChunk }), RangeError);
+  }
+  const padding = att.paddedLength(entry.size) - att.ciphertextLength(entry.size);
+  for (const from of [-65536, 16, 65535, Math.ceil(padding / 65536) * 65536]) {
+    await assert.rejects(collect(att.paddingPieces(entry, from)), RangeError);
+  }
+  // The last chunk is sealed only after all of the file's bytes.
+  const encryptor = new att.BlobEncryptor(entry, { firstChunk: 2 });
+  await encryptor.update(new Uint8Array(1000));
+  await assert.rejects(encryptor.lastChunk(), sl.SizeError);
+});
+
 test("a decryptor that failed refuses to go on", async () => {
   const entry = att.newAttachment({ name: "f", mediaType: "text/plain", size: 10 });
   const blob = await collect(att.encryptBlob(entry, [new Uint8Array(10)]));

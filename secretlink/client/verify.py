@@ -39,11 +39,12 @@ from secretlink.web.app import create_app
 # stopped rather than allowed to fill the verifier's memory.
 MAX_BODY = 16 * 1024 * 1024
 # Pages name their workers and each worker's integrity hash in these attributes (the
-# proof-of-work worker; the inbox page's backup worker); their scripts fetch a worker
-# with that hash before starting it.
+# proof-of-work worker; the inbox page's backup worker; the sender page's worker that
+# encrypts files); their scripts fetch a worker with that hash before starting it.
 WORKER_ATTRIBUTES = (
     ("data-pow-worker", "data-pow-worker-integrity"),
     ("data-backup-worker", "data-backup-worker-integrity"),
+    ("data-seal-worker", "data-seal-worker-integrity"),
 )
 # The inbox page names its notifications service worker the same way; it is served from
 # the root (a service worker's scope is its folder), its bytes the release's bundle.

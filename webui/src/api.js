@@ -17,7 +17,9 @@ export class ApiError extends Error {
 
 const unreachable = () => t("Could not reach the server. Check your connection and try again.");
 
-// `body` goes as JSON; `bytes` (a piece of an upload) as application/octet-stream.
+// `body` goes as JSON; `bytes` (a piece of an upload) as application/octet-stream. The
+// pieces are Blobs: Chromium hands a Blob to its network process as it is, where a
+// typed array body costs copies, time and memory (docs/PERFORMANCE.md, "P6").
 export async function request(method, path, { body, bytes, token, headers: extra = {} } = {}) {
   const headers = { ...extra };
   if (body !== undefined) headers["Content-Type"] = "application/json";

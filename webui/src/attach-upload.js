@@ -1,26 +1,32 @@
 // Files on the sender page (crypto/SPEC.md 5.10, 5.11; docs/API.md 4.11), shown only
 // when the inbox accepts attachments. Each chosen file gets a fresh entry (random
-// blob id and key), is read, encrypted (WebCrypto AES-GCM, crypto/attachments.js) and
-// uploaded one request of at most 1 MiB at a time, so memory stays the same whatever
-// its size; a failed request is retried from where the server says the upload
-// stands. The message listing the files is sent only after every file arrived.
+// blob id and key), is read and encrypted (WebCrypto AES-GCM, crypto/attachments.js)
+// in parts of 16 MiB, each by a worker of its own (seal-worker.js) while the part
+// before it is uploaded, one request of at most 1 MiB at a time, so memory stays the
+// same whatever its size; a failed request is retried from where the server says the
+// upload stands. The message listing the files is sent only after every file arrived.
 // With "Remove location and camera data" ticked, each JPEG photo (known by its first
 // bytes, not its name or type) loses its metadata first (jpeg-metadata.js): what is
 // left is what gets encrypted, counted and listed. Other files and their metadata
 // (document authors, ...) go as they are: the page says so before anything is sent.
 
 import {
-  BlobEncryptor, MAX_FILES, cleanMediaType, cleanName, newAttachment, paddedLength,
+  CHUNK_SIZE, GCM_TAG_BYTES, MAX_FILES, cleanMediaType, cleanName, newAttachment, paddedLength,
 } from "../../crypto/attachments.js";
-import { SizeError, b64encode } from "../../crypto/secretlink.js";
+import { b64encode } from "../../crypto/secretlink.js";
 import { request } from "./api.js";
 import { formatSize, t, tn } from "./i18n.js";
-import { JpegError, cleanJpeg, fileReader, isJpeg, planPieces } from "./jpeg-metadata.js";
+import { JpegError, cleanJpeg, fileReader, isJpeg } from "./jpeg-metadata.js";
 import { $, element } from "./ui.js";
+import { verifiedWorkerUrl } from "./verified-worker.js";
 import { withWork } from "./work.js";
 
-const READ_BYTES = 1024 * 1024;
 const MAX_REQUEST_BYTES = 1024 * 1024;
+// A part sealed by one worker: 256 chunks (16 MiB of the file), or as many bytes of
+// padding. Three parts at most are held at a time, as Blobs (the browser keeps their
+// bytes, out of the page's memory): one being sent and two sealed or being sealed.
+const PART_CHUNKS = 256;
+const PART_PADDING_BYTES = PART_CHUNKS * CHUNK_SIZE;
 // Attempts at one piece after a dropped connection or a server error, before giving up.
 const RETRIES = 3;
 const RETRY_PAUSE_MS = 1000;
@@ -109,64 +115,96 @@ export async function prepareFiles(files) {
   return files.map((file, i) => ({ file, entry: entries[i], plan: plans[i] }));
 }
 
-// What gets encrypted: the file as it is, or as its plan leaves it; read as it goes.
-async function* plaintextPieces({ file, plan }) {
-  if (plan) {
-    yield* planPieces(fileReader(file), plan);
-    return;
+// The parts of an entry's blob, in order: where each starts and ends in the blob, and
+// what its worker seals (SPEC 5.11: chunks of 64 KiB + 16, the last shorter, then the
+// padding).
+function blobParts(entry) {
+  const stride = CHUNK_SIZE + GCM_TAG_BYTES;
+  const parts = [];
+  for (let firstChunk = 0; firstChunk < entry.chunkCount; firstChunk += PART_CHUNKS) {
+    const chunks = Math.min(PART_CHUNKS, entry.chunkCount - firstChunk);
+    const start = firstChunk * stride;
+    const end = firstChunk + chunks === entry.chunkCount ? entry.ciphertextLength : start + chunks * stride;
+    parts.push({ start, end, part: { firstChunk, chunks } });
   }
-  for (let offset = 0; offset < file.size; offset += READ_BYTES) {
-    yield new Uint8Array(await file.slice(offset, offset + READ_BYTES).arrayBuffer());
+  const padding = entry.paddedLength - entry.ciphertextLength;
+  for (let paddingFrom = 0; paddingFrom < padding; paddingFrom += PART_PADDING_BYTES) {
+    const length = Math.min(PART_PADDING_BYTES, padding - paddingFrom);
+    const start = entry.ciphertextLength + paddingFrom;
+    parts.push({ start, end: start + length, part: { paddingFrom, length } });
   }
+  return parts;
 }
 
-// The file's blob, in pieces, from byte `skip` on.
+// The worker starts only from bytes that match the page's integrity hash.
+function sealWorkerUrl() {
+  const holder = document.querySelector("[data-seal-worker]");
+  return verifiedWorkerUrl("seal-worker", holder?.dataset.sealWorker, holder?.dataset.sealWorkerIntegrity,
+    t("The encryption script"));
+}
+
+// One part of the blob, sealed by a worker of its own that ends once it answered.
+async function sealPart({ file, entry, plan }, part) {
+  const url = await sealWorkerUrl();
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(url);
+    worker.onmessage = ({ data }) => {
+      worker.terminate();
+      if (data.blob) resolve(data.blob);
+      else if (data.error.changed) {
+        // The entry (with the size) is sealed already: a file that changed cannot go.
+        reject(new Error(t("{name} changed while it was being sent (its size is not what it was).", { name: file.name })));
+      } else reject(new Error(t("Encrypting {name} failed ({error}).", { name: file.name, error: data.error.message })));
+    };
+    worker.onerror = (event) => {
+      worker.terminate();
+      reject(new Error(t("Encrypting {name} failed ({error}).", { name: file.name, error: event.message })));
+    };
+    worker.postMessage({ file, plan, entry, part });
+  });
+}
+
+// The file's blob, as Blobs of its parts, from byte `skip` on. Each part is sealed as
+// soon as the one before it is, up to two parts ahead of the one being sent.
 async function* blobPieces(outgoing, skip) {
-  const { file, entry } = outgoing;
-  const encryptor = new BlobEncryptor(entry);
-  async function* whole() {
-    try {
-      for await (const piece of plaintextPieces(outgoing)) {
-        const out = await encryptor.update(piece);
-        if (out.length) yield out;
-      }
-      yield* encryptor.finish();
-    } catch (err) {
-      // The entry (with the size) is sealed already: a file that changed cannot go.
-      if (!(err instanceof SizeError) && !(err instanceof JpegError)) throw err;
-      throw new Error(t("{name} changed while it was being sent (its size is not what it was).", { name: file.name }));
-    }
-  }
-  for await (const piece of whole()) {
-    if (skip >= piece.length) {
-      skip -= piece.length;
-      continue;
-    }
-    yield piece.subarray(skip);
-    skip = 0;
+  const parts = blobParts(outgoing.entry).filter(({ end }) => end > skip);
+  const sealed = [];
+  const start = (i) => {
+    if (i >= parts.length) return;
+    sealed[i] = (sealed[i - 1] ?? Promise.resolve()).then(() => sealPart(outgoing, parts[i].part));
+    sealed[i].catch(() => {}); // thrown where it is awaited, or moot if the upload stopped
+  };
+  start(0);
+  start(1);
+  for (let i = 0; i < parts.length; i++) {
+    const blob = await sealed[i];
+    sealed[i] = null;
+    start(i + 2);
+    yield i === 0 ? blob.slice(skip - parts[0].start) : blob;
   }
 }
 
-// The pieces regrouped into request bodies of `size` bytes (the last shorter).
+// The pieces regrouped into request bodies of `size` bytes (the last shorter): slices
+// of the parts' Blobs, so no byte is copied here.
 async function* requestBodies(pieces, size) {
   let parts = [];
   let held = 0;
   const take = (count) => {
-    const body = new Uint8Array(count);
+    const body = [];
     let filled = 0;
     while (filled < count) {
       const part = parts[0];
-      const used = Math.min(part.length, count - filled);
-      body.set(part.subarray(0, used), filled);
+      const used = Math.min(part.size, count - filled);
+      body.push(part.slice(0, used));
       filled += used;
-      parts = used === part.length ? parts.slice(1) : [part.subarray(used), ...parts.slice(1)];
+      parts = used === part.size ? parts.slice(1) : [part.slice(used), ...parts.slice(1)];
     }
     held -= count;
-    return body;
+    return new Blob(body);
   };
   for await (const piece of pieces) {
     parts.push(piece);
-    held += piece.length;
+    held += piece.size;
     while (held >= size) yield take(size);
   }
   if (held) yield take(held);

@@ -243,17 +243,24 @@ export async function cleanJpeg(read, size) {
   return { parts, size: cleaned, removed: size - cleaned };
 }
 
-/** The cleaned file, in pieces of at most 1 MiB, as the plan says. */
-export async function* planPieces(read, plan) {
+/** The cleaned file, in pieces of at most `window` bytes, as the plan says: bytes
+ * `from` to `to` of it (all of it by default; a large file is encrypted in parts). */
+export async function* planPieces(read, plan, { from = 0, to = plan.size, window = WINDOW } = {}) {
+  let at = 0; // where the current part starts in the cleaned file
   for (const part of plan.parts) {
+    const length = part.bytes ? part.bytes.length : part.end - part.start;
+    const start = Math.max(from, at) - at;
+    const end = Math.min(to, at + length) - at;
+    at += length;
+    if (start >= end) continue;
     if (part.bytes) {
-      yield part.bytes;
+      yield part.bytes.subarray(start, end);
       continue;
     }
-    for (let offset = part.start; offset < part.end; offset += WINDOW) {
-      const length = Math.min(WINDOW, part.end - offset);
-      const piece = await read(offset, length);
-      if (piece.length !== length) throw new JpegError("the file changed while it was being sent");
+    for (let offset = part.start + start; offset < part.start + end; offset += window) {
+      const wanted = Math.min(window, part.start + end - offset);
+      const piece = await read(offset, wanted);
+      if (piece.length !== wanted) throw new JpegError("the file changed while it was being sent");
       yield piece;
     }
   }
