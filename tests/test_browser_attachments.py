@@ -26,6 +26,7 @@ from jpeg_photos import assert_cleaned, photo_with_metadata
 from playwright.sync_api import expect
 from test_a11y import VARIANTS, Auditor, axe_source  # noqa: F401 (fixtures)
 from test_browser import (  # noqa: F401 (fixtures)
+    PageErrors,
     browser,
     jitless_browser,
     new_page,
@@ -384,6 +385,30 @@ def test_a_dropped_upload_request_is_retried_from_where_the_server_is(
     assert page_errors.errors == [reset]
     page_errors.errors.clear()
     assert saved_by_cli(inbox, tmp_path / "saved") == content
+
+
+def test_a_tampered_encryption_worker_is_not_run(browser, live_server, inbox, tmp_path):
+    """The worker that holds the file keys must match the page's integrity hash, or
+    nothing is uploaded and nothing sent."""
+    sender = new_page(browser, PageErrors())  # the refused fetch is logged on purpose
+    sender.route(
+        "**/static/build/seal-worker.js*",
+        lambda route: route.fulfill(
+            status=200,
+            content_type="text/javascript",
+            body="self.onmessage = () => self.postMessage({ blob: new Blob(['x']) });",
+        ),
+    )
+    sender.goto(inbox.link)
+    sender.get_by_label("Message").fill("must not go with a tampered worker")
+    paths = outgoing(tmp_path / "out", {"secret.pdf": os.urandom(1000)})
+    sender.get_by_label("Files (optional)").set_input_files([str(path) for path in paths])
+    sender.get_by_role("button", name="Send").click()
+    expect(sender.get_by_role("alert")).to_contain_text(
+        "The encryption script could not be loaded or failed its integrity check. Nothing was sent."
+    )
+    assert list(InboxClient(live_server.url, inbox.keypair).messages()) == []
+    assert not inbox.blob_folder.exists() or not any(inbox.blob_folder.iterdir())
 
 
 def test_the_files_input_is_hidden_where_attachments_are_not_accepted(

@@ -173,6 +173,19 @@ def test_pages_that_solve_puzzles_name_their_worker_by_integrity(client, keypair
     assert integrity == sri(worker.data)
 
 
+def test_the_sender_page_names_its_encryption_worker_by_integrity(client, keypair):
+    """Files are sealed by seal-worker.js, started only from bytes with this hash."""
+    register(client, keypair)
+    page = client.get(f"/to/{keypair.public_key_text}").get_data(as_text=True)
+    holder = re.search(r'<div id="attach"[^>]*>', page).group(0)
+    url = re.search(r'data-seal-worker="([^"]+)"', holder).group(1)
+    integrity = re.search(r'data-seal-worker-integrity="([^"]+)"', holder).group(1)
+    assert url.startswith("/static/build/seal-worker.js")
+    worker = client.get(url)
+    assert worker.status_code == 200
+    assert integrity == sri(worker.data)
+
+
 def test_reply_page_is_static_and_loads_its_own_script(client):
     """The reply link's secret is in the fragment: the page itself holds nothing of it."""
     page = client.get("/reply").get_data(as_text=True)

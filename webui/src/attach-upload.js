@@ -94,6 +94,7 @@ async function cleaningPlan(file) {
 export async function prepareFiles(files) {
   if (!files.length) return [];
   if (files.length > MAX_FILES) throw new Error(t("At most {count} files go with one message.", { count: MAX_FILES }));
+  await sealWorkerUrl(); // a worker that fails its integrity check stops the send here
   const plans = [];
   for (const file of files) plans.push(await cleaningPlan(file));
   const entries = files.map((file, i) => newAttachment({
