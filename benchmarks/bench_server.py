@@ -4,12 +4,14 @@ It is the same granian configuration, body layer and app as `secretlink serve`, 
 one extra endpoint, POST /bench/echo, which parses a JSON body and answers 201 like
 the message endpoint does but stores nothing: the trivial baseline the goals are
 measured against (so the baseline is the chosen server answering a trivial POST).
-Rate limits and the proof-of-work gate are off (the load comes from one address,
-and the goals measure the service, not the puzzle), and so are the quota caps (a run
-sends far more than one inbox holds); the usage counters are kept as always, so their
-cost is measured.
+Settings come from the environment (benchmarks/common.py's `instance` sets them per
+goal: the checks off where a goal measures something else, on where P1 measures
+the submission path with all of them).
 
     python -m benchmarks.bench_server PORT
+
+`wsgi()` is the same app for gunicorn, the server secretlink ran under before the
+open-internet issue (P1 compares the two).
 """
 
 import sys
@@ -33,17 +35,18 @@ def bench_app(settings: Settings) -> Flask:
     return app
 
 
+def settings_from_env() -> Settings:
+    return replace(Settings.from_env(), log_level="WARNING")
+
+
+def wsgi() -> Flask:
+    """For `gunicorn 'benchmarks.bench_server:wsgi()'` (each worker calls it)."""
+    settings = prepare(settings_from_env())
+    return bench_app(replace(settings, auto_upgrade=False))
+
+
 def main() -> None:
-    settings = replace(
-        Settings.from_env(),
-        port=int(sys.argv[1]),
-        rate_limits_enabled=False,
-        pow_difficulty=0,
-        inbox_max_messages=0,
-        inbox_max_bytes=0,
-        storage_budget_bytes=0,
-        log_level="WARNING",
-    )
+    settings = replace(settings_from_env(), port=int(sys.argv[1]))
     run(prepare(settings), app_factory=bench_app)
 
 

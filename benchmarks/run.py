@@ -12,7 +12,6 @@ benchmarks/attachments.py.
 
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -25,7 +24,16 @@ from pathlib import Path
 import requests
 
 from benchmarks.attachments import p6_attachments
-from benchmarks.common import CHROMIUM, CHROMIUM_FLAGS, Result, instance, new_inbox
+from benchmarks.common import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    Result,
+    instance,
+    json_post_script,
+    new_inbox,
+    wrk_rate,
+)
+from benchmarks.throughput import p1_throughput
 from secretlink.client.http import InboxClient
 from secretlink.crypto import b64encode, seal
 from secretlink.crypto.envelope import MAX_TEXT_BYTES
@@ -34,71 +42,13 @@ from secretlink.store.storage import Storage, coarse, utcnow
 __all__ = ["GOALS", "Result", "main"]
 
 
-def wrk(url: str, body: str, seconds: int = 8, connections: int = 32) -> dict:
-    """Run wrk with a JSON POST; return requests/s and the count of non-2xx answers."""
-    script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    lua = [
-        "wrk.method = 'POST'",
-        f"wrk.body = {json.dumps(body)}",
-        "wrk.headers['Content-Type'] = 'application/json'",
-    ]
-    script.write_text("\n".join(lua) + "\n")
-    output = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    script.unlink()
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    total = int(re.search(r"(\d+) requests in", output).group(1))
-    return {"rate": rate, "non_2xx": int(non_2xx.group(1)) if non_2xx else 0, "total": total}
-
-
 def message_body(keypair, text: str = "a short anonymous message") -> str:
     return json.dumps({"ciphertext": b64encode(seal(text, keypair.public_key))})
 
 
-# ---- P1: submission throughput ----
-
-
-P1_ROUNDS = 3
-P1_SECONDS = 6
-
-
-def p1_throughput(work: Path) -> Result:
-    # Alternating rounds, medians: the workers share one listening socket, and how
-    # wrk's 32 connections happen to fall on the two workers varies from run to run;
-    # alternation also spreads any drift of the machine over both sides.
-    with instance(work / "p1") as server:
-        keypair = new_inbox(server.url)
-        body = message_body(keypair)
-        messages_url = f"{server.url}/api/v1/inboxes/{keypair.public_key_text}/messages"
-        wrk(server.url + "/bench/echo", body, seconds=2)  # warm-up
-        baselines, measured = [], []
-        for _ in range(P1_ROUNDS):
-            baselines.append(wrk(server.url + "/bench/echo", body, seconds=P1_SECONDS))
-            measured.append(wrk(messages_url, body, seconds=P1_SECONDS))
-    for run in baselines + measured:
-        assert run["non_2xx"] == 0, run
-    baseline = statistics.median(run["rate"] for run in baselines)
-    rate = statistics.median(run["rate"] for run in measured)
-    return Result(
-        "P1",
-        "submission throughput",
-        rate / baseline,
-        ">=",
-        0.8,
-        [
-            f"messages accepted: {rate:.0f}/s (median of {P1_ROUNDS} runs of {P1_SECONDS} s: "
-            + ", ".join(f"{run['rate']:.0f}" for run in measured)
-            + "; 32 connections)",
-            f"trivial JSON POST, same body ({len(body)} bytes): {baseline:.0f}/s ("
-            + ", ".join(f"{run['rate']:.0f}" for run in baselines)
-            + ")",
-        ],
-    )
+def wrk(url: str, body: str, seconds: int, connections: int) -> dict:
+    """wrk POSTing the same JSON body: requests/s, non-2xx answers, requests."""
+    return wrk_rate(url, json_post_script(body), [], seconds, connections)
 
 
 # ---- P2: paging ----
@@ -427,8 +377,8 @@ def main() -> int:
         print("wrk is missing: install Debian's 'wrk' package (make bench does)", file=sys.stderr)
         return 2
     print(
-        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-        f"SQLite backend, rate limits off"
+        f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; SQLite, and "
+        "the checks (limits, puzzles, quota caps) off but in P1"
     )
     failed = 0
     with tempfile.TemporaryDirectory(prefix="secretlink-bench-") as work:

@@ -10,11 +10,14 @@ from sqlalchemy.exc import IntegrityError
 
 from secretlink.crypto import generate_keypair
 from secretlink.store.quotas import QuotaExceeded, Quotas, Usage
+from secretlink.store.spent_nonces import Spend
 from secretlink.store.storage import (
     MessageRow,
+    PuzzleUsed,
     Storage,
     UsedNonceRow,
     expiry,
+    spend_of,
     spent_nonce_key,
     utcnow,
 )
@@ -219,6 +222,85 @@ def test_concurrent_messages_are_committed_together_and_each_settled(storage):
     assert all(results.values())
     assert sorted(listed_ids(storage, public_key)) == sorted(results.values())
     assert count(storage, MessageRow) == 23
+
+
+def new_spend() -> Spend:
+    return spend_of(secrets.token_bytes(16), expiry(600))
+
+
+def test_a_message_spends_its_puzzle_in_its_own_transaction(storage):
+    """The puzzle goes with the message's commit: good for one message, then refused
+    (the message with it is not stored), and a spend recorded alone is refused too."""
+    public_key = new_inbox(storage)
+    spend = new_spend()
+    first = storage.add_message(public_key, b"sealed", spend)
+    assert first is not None
+    with pytest.raises(PuzzleUsed):
+        storage.add_message(public_key, b"again", spend)
+    assert listed_ids(storage, public_key) == [first]
+    assert storage.spend(spend) is False
+    # And the other way: a puzzle spent elsewhere first pays for no message.
+    elsewhere = new_spend()
+    assert storage.spend(elsewhere) is True
+    with pytest.raises(PuzzleUsed):
+        storage.add_message(public_key, b"late", elsewhere)
+    assert count(storage, MessageRow) == 1
+
+
+def test_a_message_with_files_spends_its_puzzle_in_the_callers_transaction(storage):
+    """secretlink.store.blobs stores a message and links its files in one transaction:
+    the puzzle is spent there too, and a refusal rolls all of it back."""
+    public_key = new_inbox(storage)
+    spend = new_spend()
+    with storage.engine.begin() as connection:
+        assert storage.insert_message(connection, public_key, b"sealed", spend) is not None
+    with pytest.raises(PuzzleUsed), storage.engine.begin() as connection:
+        storage.insert_message(connection, public_key, b"again", spend)
+    assert count(storage, MessageRow) == 1
+
+
+def test_concurrent_messages_with_one_puzzle_store_one(storage):
+    """Twelve senders at once with the same solved puzzle (in one batch or several,
+    on SQLite or PostgreSQL): exactly one message is stored."""
+    import threading
+
+    public_key = new_inbox(storage)
+    spend = new_spend()
+    outcomes: list[str] = []
+    barrier = threading.Barrier(12)
+
+    def sender(number: int) -> None:
+        barrier.wait()
+        try:
+            storage.add_message(public_key, f"sealed {number}".encode(), spend)
+            outcomes.append("stored")
+        except PuzzleUsed:
+            outcomes.append("used")
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["stored"] + ["used"] * 11
+    assert count(storage, MessageRow) == 1
+
+
+def test_a_message_refused_where_it_is_stored_keeps_its_puzzle(database_url):
+    """The view looked at the quota before the inbox filled up; the writer refuses the
+    message, and its puzzle is not spent: the sender can use it once there is room."""
+    storage = Storage.from_url(database_url, Quotas(inbox_messages=1))
+    storage.create_schema()
+    try:
+        public_key = new_inbox(storage)
+        first = add(storage, public_key)
+        spend = new_spend()
+        with pytest.raises(QuotaExceeded):
+            storage.add_message(public_key, b"sealed", spend)
+        assert storage.delete_message(public_key, first)
+        assert storage.add_message(public_key, b"sealed", spend) is not None
+    finally:
+        storage.engine.dispose()
 
 
 @pytest.mark.postgresql

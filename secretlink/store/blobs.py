@@ -71,6 +71,7 @@ from secretlink.store.blob_backends import (
     unlink,
 )
 from secretlink.store.quotas import INBOX_FULL, INSTANCE_FULL, QuotaExceeded, Quotas
+from secretlink.store.spent_nonces import Spend
 from secretlink.store.storage import (
     Base,
     InboxRow,
@@ -428,12 +429,15 @@ class BlobStore:
                 )
         return [found[blob_id] for blob_id in blob_ids]
 
-    def add_message(self, public_key: str, envelope: bytes, blob_ids: list[str]) -> str | None:
-        """Store the message and link its blobs to it in one transaction; its id, or None
-        if the inbox does not exist. Raises QuotaExceeded like Storage.add_message, and
-        BlobError 409 if a blob was taken or deleted since `unsent` looked."""
+    def add_message(
+        self, public_key: str, envelope: bytes, blob_ids: list[str], spend: Spend | None = None
+    ) -> str | None:
+        """Store the message, spend its puzzle and link its blobs to it in one
+        transaction; its id, or None if the inbox does not exist. Raises QuotaExceeded
+        and PuzzleUsed like Storage.add_message, and BlobError 409 if a blob was taken
+        or deleted since `unsent` looked."""
         with self.engine.begin() as connection:
-            message_id = self.storage.insert_message(connection, public_key, envelope)
+            message_id = self.storage.insert_message(connection, public_key, envelope, spend)
             if message_id is None:
                 return None
             linked = connection.execute(

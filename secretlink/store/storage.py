@@ -44,8 +44,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from secretlink.store import migrate
 from secretlink.store.database import make_engine
+from secretlink.store.group_commit import COLUMNS as MESSAGE_COLUMNS
 from secretlink.store.group_commit import STORED, UNKNOWN_INBOX, GroupCommit
 from secretlink.store.quotas import NO_MORE_INBOXES, QuotaExceeded, QuotaGate, Quotas, Usage
+from secretlink.store.spent_nonces import Spend, SpendGate
 
 # Constraint names are part of the schema that migrations alter, so they must not be
 # left to each database. These are PostgreSQL's own defaults, which is also what a
@@ -148,6 +150,9 @@ def minute_up(moment: datetime) -> datetime:
 
 
 SPENT_NONCE_PURPOSE = b"secretlink/v1/spent-nonce\x00"
+# A message's outcome when its puzzle was spent already (beside group_commit's STORED
+# and UNKNOWN_INBOX, and the quotas' refusals).
+PUZZLE_USED = "puzzle_used"
 
 
 def spent_nonce_key(nonce: bytes) -> bytes:
@@ -155,14 +160,25 @@ def spent_nonce_key(nonce: bytes) -> bytes:
     return blake2b(SPENT_NONCE_PURPOSE + nonce, digest_size=32, encoder=RawEncoder)
 
 
-def new_message_row(public_key: str, envelope: bytes) -> dict:
-    """A message as stored: a random id, and only the minute it arrived."""
+def new_message_row(public_key: str, envelope: bytes, spend: Spend | None = None) -> dict:
+    """A message as stored: a random id, and only the minute it arrived; `spend`, the
+    puzzle it pays with, is recorded as spent in the same transaction, not stored with it."""
     return {
         "id": secrets.token_urlsafe(16),
         "inbox_key": public_key,
         "received_at": coarse(utcnow()),
         "envelope": envelope,
+        "spend": spend,
     }
+
+
+def spend_of(nonce: bytes, expires_at: datetime) -> Spend:
+    """How a single-use nonce valid until `expires_at` is recorded as spent."""
+    return Spend(spent_nonce_key(nonce), minute_up(expires_at))
+
+
+class PuzzleUsed(Exception):
+    """The message's puzzle was spent already (by another message): 400 `puzzle_used`."""
 
 
 class Storage:
@@ -172,7 +188,8 @@ class Storage:
         self._gate = QuotaGate(
             engine.dialect, InboxRow.__table__, InstanceUsageRow.__table__, quotas or Quotas()
         )
-        self._group_commit = GroupCommit(engine, MessageRow.__table__, admit=self._gate.admit)
+        self._spends = SpendGate(engine.dialect, UsedNonceRow.__table__)
+        self._group_commit = GroupCommit(engine, MessageRow.__table__, admit=self._admit)
 
     @property
     def quotas(self) -> Quotas:
@@ -245,38 +262,54 @@ class Storage:
 
     # ---- messages ----
 
-    def add_message(self, public_key: str, envelope: bytes) -> str | None:
-        """Store an envelope durably; return its new id, or None if the inbox does not exist.
+    def add_message(
+        self, public_key: str, envelope: bytes, spend: Spend | None = None
+    ) -> str | None:
+        """Store an envelope durably, with its puzzle's `spend` recorded in the same
+        transaction; return its new id, or None if the inbox does not exist.
 
         Concurrent calls are committed together (secretlink.store.group_commit).
-        Raises QuotaExceeded when the inbox or the instance has no room for it.
+        Raises QuotaExceeded when the inbox or the instance has no room for it (the
+        puzzle is then not spent), PuzzleUsed when its puzzle was spent already.
         """
-        row = new_message_row(public_key, envelope)
-        message_id = row["id"]
-        outcome = self._group_commit.insert(row)
-        if outcome == STORED:
-            return message_id
-        if outcome == UNKNOWN_INBOX:
-            return None
-        raise QuotaExceeded(outcome)
+        row = new_message_row(public_key, envelope, spend)
+        return _stored(row["id"], self._group_commit.insert(row))
 
-    def insert_message(self, connection, public_key: str, envelope: bytes) -> str | None:
+    def insert_message(
+        self, connection, public_key: str, envelope: bytes, spend: Spend | None = None
+    ) -> str | None:
         """Store an envelope inside the caller's transaction (for a message whose blobs
         are linked in the same one: secretlink.store.blobs); its id, or None if the
-        inbox does not exist. Raises QuotaExceeded as add_message does."""
-        row = new_message_row(public_key, envelope)
-        message_id = row["id"]
+        inbox does not exist. Raises QuotaExceeded and PuzzleUsed as add_message does."""
+        row = new_message_row(public_key, envelope, spend)
         cursor = connection.connection.dbapi_connection.cursor()
         try:
-            [outcome] = self._gate.admit(cursor, [row])
+            [outcome] = self._admit(cursor, [row])
         finally:
             cursor.close()
-        if outcome == UNKNOWN_INBOX:
-            return None
-        if outcome != STORED:
-            raise QuotaExceeded(outcome)
-        connection.execute(MessageRow.__table__.insert().values(**row))
+        message_id = _stored(row["id"], outcome)
+        if message_id is not None:
+            columns = {name: row[name] for name in MESSAGE_COLUMNS}
+            connection.execute(MessageRow.__table__.insert().values(**columns))
         return message_id
+
+    def _admit(self, cursor, rows: list[dict]) -> list[str]:
+        """Inside the transaction that stores `rows`: which of them may be stored. Their
+        puzzles are spent first (a puzzle spent before refuses its message); the quotas
+        then decide among the others, and a message they refuse gets its puzzle back."""
+        used = self._spends.spend(cursor, [row["spend"] for row in rows])
+        candidates = [row for row, spent_before in zip(rows, used, strict=True) if not spent_before]
+        decided = iter(self._gate.admit(cursor, candidates) if candidates else [])
+        outcomes = [PUZZLE_USED if spent_before else next(decided) for spent_before in used]
+        self._spends.unspend(
+            cursor,
+            [
+                row["spend"]
+                for row, outcome, spent_before in zip(rows, outcomes, used, strict=True)
+                if outcome != STORED and not spent_before and row["spend"] is not None
+            ],
+        )
+        return outcomes
 
     def list_messages(
         self, public_key: str, limit: int, before: str | None = None
@@ -352,15 +385,31 @@ class Storage:
         The expiry is kept rounded up to the minute: a little longer than needed,
         never shorter, and it no longer tells the second the nonce was issued.
         """
+        return self.spend(spend_of(nonce, expires_at))
+
+    def spend(self, spend: Spend) -> bool:
+        """Record a spend in a transaction of its own; False if it was spent before.
+        Expired spends go in the same transaction (a message's puzzle is spent with
+        the message instead, and the purge clears what expires there)."""
         try:
             with self._session.begin() as session:
                 session.execute(delete(UsedNonceRow).where(UsedNonceRow.expires_at < utcnow()))
-                session.add(
-                    UsedNonceRow(nonce=spent_nonce_key(nonce), expires_at=minute_up(expires_at))
-                )
+                session.add(UsedNonceRow(nonce=spend.key, expires_at=spend.expires_at))
         except IntegrityError:
             return False
         return True
+
+
+def _stored(message_id: str, outcome: str) -> str | None:
+    """The id of a message whose outcome is STORED; None for an unknown inbox; the
+    refusal as an exception otherwise."""
+    if outcome == STORED:
+        return message_id
+    if outcome == UNKNOWN_INBOX:
+        return None
+    if outcome == PUZZLE_USED:
+        raise PuzzleUsed()
+    raise QuotaExceeded(outcome)
 
 
 def _delete_inbox(session, public_key: str) -> bool:

@@ -17,7 +17,9 @@ before a flood cannot be spent cheaply during it (crypto/SPEC.md section 7a).
 
 Behind the gate the rate limits still hold, so during a heavy, paid-for flood an
 honest sender can get 429 there. Spent puzzles are recorded in the database with
-the challenge nonces, so a solution is good once on every worker.
+the challenge nonces, so a solution is good once on every worker; a message's
+puzzle is recorded in the transaction that stores the message (verify(), then
+secretlink.store.spent_nonces), the others at once (check()).
 """
 
 import logging
@@ -32,7 +34,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from secretlink.crypto import EncodingError, b64decode, b64encode
 from secretlink.crypto.pow import meets
-from secretlink.store.storage import Storage
+from secretlink.store.spent_nonces import Spend
+from secretlink.store.storage import Storage, spend_of
 from secretlink.web.errors import ApiError, require_text
 
 log = logging.getLogger(__name__)
@@ -229,9 +232,25 @@ class ProofOfWork:
         length: int = 0,
     ) -> None:
         """Raise ApiError unless `solution` solves an unused puzzle for this inbox and
-        purpose (and, for an upload, this length)."""
+        purpose (and, for an upload, this length); the puzzle is spent at once."""
+        spend = self.verify(public_key, puzzle, solution, purpose, length)
+        if spend is not None and not self._storage.spend(spend):
+            raise puzzle_used()
+
+    def verify(
+        self,
+        public_key: str,
+        puzzle: object,
+        solution: object,
+        purpose: Purpose = MESSAGE,
+        length: int = 0,
+    ) -> Spend | None:
+        """check() without spending: the puzzle's Spend, for the caller to record in
+        the transaction that stores what it pays for (a message: its puzzle is spent
+        with the message's own commit; secretlink.store.spent_nonces). None with the
+        gate off. Whether it was spent before is known only when that is recorded."""
         if not self.enabled:
-            return
+            return None
         if puzzle is None or solution is None:
             raise ApiError(
                 400,
@@ -266,8 +285,7 @@ class ProofOfWork:
                     extra={"puzzle": self.issue(public_key, purpose, length)},
                 )
         expires = datetime.fromtimestamp(claims["exp"], UTC).replace(tzinfo=None)
-        if not self._storage.use_nonce(purpose.nonce_prefix + b64decode(claims["n"]), expires):
-            raise ApiError(400, "puzzle_used", "the puzzle was used already; ask for a new one")
+        return spend_of(purpose.nonce_prefix + b64decode(claims["n"]), expires)
 
     def _claims(self, puzzle: str, purpose: Purpose) -> tuple[dict, float]:
         """The puzzle's signed claims and the Unix time it was issued.
@@ -289,3 +307,7 @@ class ProofOfWork:
         if expires_at <= self.clock():
             raise ApiError(400, "puzzle_expired", "the puzzle expired; ask for a new one")
         return claims, expires_at - PUZZLE_TTL
+
+
+def puzzle_used() -> ApiError:
+    return ApiError(400, "puzzle_used", "the puzzle was used already; ask for a new one")

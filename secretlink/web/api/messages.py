@@ -18,7 +18,7 @@ from secretlink.crypto.envelope import MAX_ENVELOPE
 from secretlink.crypto.keys import check_public_key
 from secretlink.store import quotas
 from secretlink.store.blobs import BlobError, valid_blob_id
-from secretlink.store.storage import received_at_text
+from secretlink.store.storage import PuzzleUsed, received_at_text
 from secretlink.web.api import notifications
 from secretlink.web.api.attachments import as_api_error
 from secretlink.web.api.common import (
@@ -36,6 +36,7 @@ from secretlink.web.api.common import (
 from secretlink.web.api.settings import refuse_closed
 from secretlink.web.errors import ApiError
 from secretlink.web.limits import budgets
+from secretlink.web.pow import puzzle_used
 
 bp = Blueprint("messages", __name__, url_prefix=PREFIX)
 
@@ -113,24 +114,24 @@ def post_message(public_key: str):
     body = json_body()
     envelope = envelope_from(string_field(body, "ciphertext"))
     blob_ids = blob_ids_field(body)
-    usage = require_usage(public_key)
-    refuse_closed(public_key, sending=True)  # before the puzzle is spent
+    refuse_closed(public_key, sending=True)  # 404 for no such inbox; before any work
     if blob_ids:
         check_blobs(public_key, blob_ids)
-    # The shared budgets and the quotas are looked at, not spent, before the puzzle
-    # is: a sender refused here keeps the puzzle for a later try. The quotas are
-    # enforced again, exactly, where the message is stored.
+    # The shared budgets are looked at, not spent, before the puzzle is verified.
     budgets().check_message(public_key)
     try:
-        quotas.check(storage().quotas, usage, len(envelope))
-        proof_of_work().check(public_key, body.get("puzzle"), body.get("solution"))
+        # Verified here, spent in the transaction that stores the message, where the
+        # quotas decide too: a message refused there (its inbox full) keeps its puzzle.
+        spend = proof_of_work().verify(public_key, body.get("puzzle"), body.get("solution"))
         if blob_ids:
-            # One transaction: the message and the links to its blobs, or neither.
-            message_id = blob_store().add_message(public_key, envelope, blob_ids)
+            # One transaction: the message, its puzzle and the links to its blobs.
+            message_id = blob_store().add_message(public_key, envelope, blob_ids, spend)
         else:
-            message_id = storage().add_message(public_key, envelope)
+            message_id = storage().add_message(public_key, envelope, spend)
     except (quotas.QuotaExceeded, BlobError) as refused:
         raise as_api_error(refused) from None
+    except PuzzleUsed:
+        raise puzzle_used() from None
     if message_id is None:
         raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
     # Accepted: only now does the message count for its inbox and the instance.
