@@ -39,6 +39,7 @@ from benchmarks.common import (
     Result,
     instance,
     new_inbox,
+    spread,
     status_kib,
 )
 from secretlink.client.http import Api, InboxClient, with_work
@@ -219,14 +220,6 @@ def write_file(path: Path, size: int) -> Path:
     return path
 
 
-def spread(values: list[float], unit: str, digits: int = 0) -> str:
-    """`median unit (a, b, c)`: the median of a goal's rounds and every round."""
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f} {unit}"
-    rounds = ", ".join(f"{value:.{digits}f}" for value in values)
-    return f"{statistics.median(values):.{digits}f} {unit} (median of {len(values)}: {rounds})"
-
-
 def size_text(size: int) -> str:
     return f"{size >> 30} GiB" if size % (1 << 30) == 0 else f"{size // MIB} MiB"
 
@@ -247,10 +240,10 @@ class Figures:
         return statistics.median(getattr(upload, figure) for upload in getattr(self, kind))
 
     def seconds(self, kind: str) -> str:
-        return spread([upload.ms / 1000 for upload in getattr(self, kind)], "s", 2)
+        return spread([upload.ms / 1000 for upload in getattr(self, kind)], " s", 2)
 
     def page_mib(self, kind: str) -> str:
-        return spread([mib(upload.page_kib) for upload in getattr(self, kind)], "MiB")
+        return spread([mib(upload.page_kib) for upload in getattr(self, kind)], " MiB")
 
 
 def rounds(bench: Bench, path: Path, count: int, in_memory: bool = True) -> Figures:
@@ -346,8 +339,8 @@ def p6_result(small: Figures, large: Figures, huge: Upload, jitless: Figures) ->
             f"{memory_ratio('in_memory'):.2f} ({large.page_mib('in_memory')} vs "
             f"{small.page_mib('in_memory')})",
             f"server peak memory (VmHWM, master + workers summed) during the page's upload of "
-            f"{small_size}: {spread([mib(u.server_kib) for u in small.encrypted], 'MiB')}; "
-            f"{size}: {spread([mib(u.server_kib) for u in large.encrypted], 'MiB')}; {huge_size}: "
+            f"{small_size}: {spread([mib(u.server_kib) for u in small.encrypted], ' MiB')}; "
+            f"{size}: {spread([mib(u.server_kib) for u in large.encrypted], ' MiB')}; {huge_size}: "
             f"{mib(huge.server_kib):.0f} MiB; largest / {small_size}: {server_ratio:.2f} "
             f"(goal <= {SERVER_MEMORY_GOAL}): {verdict[server_ok]}",
             f"{huge_size} from the sender page (with JIT): Send to 201 in {huge.ms / 1000:.1f} s, "

@@ -3,7 +3,8 @@
 import re
 from pathlib import Path
 
-from benchmarks.attachments import Figures, Upload, p6_result, spread
+from benchmarks.attachments import Figures, Upload, p6_result
+from benchmarks.common import spread
 from benchmarks.run import GOALS, Result
 
 PERFORMANCE = Path(__file__).resolve().parent.parent / "docs" / "PERFORMANCE.md"
@@ -66,6 +67,7 @@ def test_p6_fails_when_the_page_or_the_server_grows_with_the_file():
     assert "1 GiB: 400 MiB; largest / 10 MiB: 1.48 (goal <= 1.1): FAIL" in server_grows.report()
 
 
-def test_spread_gives_the_median_and_every_round():
-    assert spread([3.0, 1.0, 2.0], "s", 1) == "2.0 s (median of 3: 3.0, 1.0, 2.0)"
-    assert spread([7.25], "MiB") == "7 MiB"
+def test_spread_gives_the_median_and_the_range_of_the_rounds():
+    assert spread([3.0, 1.0, 2.0], " s", 1) == "2.0 s (median of 3; 1.0 to 3.0)"
+    assert spread([1042.4, 944.0, 1136.2], "/s") == "1042/s (median of 3; 944 to 1136)"
+    assert spread([7.25], " MiB") == "7 MiB"

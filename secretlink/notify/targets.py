@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.engine import Engine
 
 from secretlink.notify.addresses import AddressRefused, parse_url
@@ -155,6 +155,11 @@ def updated(current: Targets | None, body: dict, allow_local: bool) -> Targets:
 # ---- keeping them ----
 
 
+# Read after every message stored: built once, so a send does not pay for building
+# and hashing the statement again (docs/PERFORMANCE.md, "P1").
+SEALED_QUERY = select(NotifyTargetRow.sealed).where(NotifyTargetRow.inbox_key == bindparam("inbox"))
+
+
 class TargetStore:
     """notify_targets: one sealed row per inbox that wants notifications."""
 
@@ -166,9 +171,7 @@ class TargetStore:
         """The inbox's targets; None if it has none, or if they no longer open (the
         instance's secret key changed): such a row is useless and is deleted."""
         with self.engine.connect() as connection:
-            sealed = connection.scalar(
-                select(NotifyTargetRow.sealed).where(NotifyTargetRow.inbox_key == inbox_key)
-            )
+            sealed = connection.scalar(SEALED_QUERY, {"inbox": inbox_key})
         if sealed is None:
             return None
         try:

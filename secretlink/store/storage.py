@@ -247,8 +247,9 @@ class Storage:
     def usage(self, public_key: str) -> Usage | None:
         """What the inbox and the instance hold; None if there is no such inbox.
 
-        Asked on every message sent, so through Core, not an ORM session (a quarter
-        of the time).
+        Asked on every listing of an inbox's messages, so through Core, not an ORM
+        session (a quarter of the time). Senders' messages are counted against the
+        quotas where they are stored (QuotaGate).
         """
         with self.engine.connect() as connection:
             found = connection.execute(USAGE_QUERY, {"inbox": public_key}).first()
