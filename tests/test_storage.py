@@ -1,5 +1,6 @@
 """Storage on SQLite and PostgreSQL: paging, ownership, single use, whole transactions."""
 
+import re
 import secrets
 from collections.abc import Iterator
 from datetime import timedelta
@@ -257,6 +258,26 @@ def test_a_message_with_files_spends_its_puzzle_in_the_callers_transaction(stora
     with pytest.raises(PuzzleUsed), storage.engine.begin() as connection:
         storage.insert_message(connection, public_key, b"again", spend)
     assert count(storage, MessageRow) == 1
+
+
+def test_the_writer_stores_times_in_sqlalchemys_text_format(tmp_path):
+    """SQLite keeps times as text and compares them as text: the writer's own
+    statements must write what SQLAlchemy writes, or a boundary minute compares
+    wrong ('...:00' sorts before '...:00.000000')."""
+    storage = Storage.from_url(f"sqlite:///{tmp_path / 'times.sqlite3'}")
+    storage.create_schema()
+    try:
+        public_key = new_inbox(storage)
+        storage.add_message(public_key, b"sealed", new_spend())
+        assert storage.spend(new_spend())  # through the ORM, for comparison
+        with storage.engine.connect() as connection:
+            received = connection.exec_driver_sql("SELECT received_at FROM messages").scalars()
+            expiries = connection.exec_driver_sql("SELECT expires_at FROM used_nonces").scalars()
+            texts = [*received, *expiries]
+        assert len(texts) == 3
+        assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:00\.000000", text) for text in texts)
+    finally:
+        storage.engine.dispose()
 
 
 def test_concurrent_messages_with_one_puzzle_store_one(storage):

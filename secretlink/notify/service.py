@@ -1,6 +1,7 @@
 """The notifier of one instance: its settings, keys, targets and queue, in one object
 that the API and the sender share."""
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +14,8 @@ from secretlink.notify.queue import CLAIM_BATCH, DueQueue, due_minute
 from secretlink.notify.targets import TargetStore
 from secretlink.settings import Settings
 from secretlink.store.storage import utcnow
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,6 +63,17 @@ class Notifications:
         targets = self.targets.get(inbox_key)
         if targets is not None:
             self.queue.mark_due(inbox_key, due_minute(now or utcnow(), targets.max_delay_minutes))
+
+    def messages_stored(self, inbox_keys: list[str]) -> None:
+        """message_stored for each inbox of a committed batch (Storage.on_stored, in
+        the writer's thread). The messages are stored already: a problem here (a
+        database hiccup, a target sealed under an old key) is logged and forgotten,
+        never the sender's error."""
+        for inbox_key in inbox_keys:
+            try:
+                self.message_stored(inbox_key)
+            except Exception:
+                log.exception("could not mark an inbox due for its notification")
 
     def sender(self) -> Sender:
         settings = self.settings

@@ -33,6 +33,8 @@ from sqlalchemy import Table, insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from secretlink.store.raw_sql import bind_processor
+
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
@@ -72,7 +74,7 @@ class _Statement:
         # so rows are stored exactly as SQLAlchemy would store them.
         self.converters = {}
         for name in COLUMNS:
-            convert = messages.c[name].type.bind_processor(dialect)
+            convert = bind_processor(messages.c[name].type, dialect)
             if convert is not None:
                 self.converters[name] = convert
 
@@ -117,9 +119,17 @@ def _writer_lock(engine: Engine):
 
 
 class GroupCommit:
-    def __init__(self, engine: Engine, messages: Table, admit: Admit | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        messages: Table,
+        admit: Admit | None = None,
+        after_commit: Callable[[list[dict]], None] | None = None,
+    ):
         self._engine = engine
         self._admit = admit
+        # Given the rows a commit stored, once per batch (the notifications).
+        self._after_commit = after_commit
         self._statement = _Statement(engine, messages)
         self._sqlite = engine.dialect.name == "sqlite"
         self._dbapi = engine.dialect.loaded_dbapi
@@ -186,8 +196,19 @@ class GroupCommit:
                 if pending.outcome is None:
                     pending.error = error
         finally:
+            self._committed([pending.row for pending in batch if pending.outcome == STORED])
             for pending in batch:
                 pending.done.set()
+
+    def _committed(self, rows: list[dict]) -> None:
+        """After the commit, before the requests answer: a sender with a 201 knows the
+        owner's notification is on its way (Storage.on_stored)."""
+        if not rows or self._after_commit is None:
+            return
+        try:
+            self._after_commit(rows)
+        except Exception:
+            log.exception("after the commit of %d messages", len(rows))
 
     def _write_one(self, row: dict) -> str:
         """Insert one row; UNKNOWN_INBOX when the foreign key says its inbox does not exist."""

@@ -28,6 +28,7 @@ from sqlalchemy import Table, bindparam, update
 from sqlalchemy.engine import Dialect
 
 from secretlink.store.group_commit import STORED, UNKNOWN_INBOX
+from secretlink.store.raw_sql import Compiled
 
 # Outcomes of one message in a batch, besides the group commit's own.
 INBOX_FULL = "inbox_full"
@@ -125,21 +126,6 @@ def usage_json(quotas: Quotas, usage: Usage) -> dict:
     }
 
 
-class _Compiled:
-    """A statement compiled once for the driver, run on a raw DB-API cursor."""
-
-    def __init__(self, statement, dialect: Dialect):
-        compiled = statement.compile(dialect=dialect)
-        self.sql = str(compiled)
-        self.positional = compiled.positional
-        self.order = tuple(compiled.positiontup or ())
-        self.constants = dict(compiled.params)  # literals such as the instance row's id
-
-    def parameters(self, **values):
-        values = {**self.constants, **values}
-        return tuple(values[name] for name in self.order) if self.positional else values
-
-
 class QuotaGate:
     """Decides, inside the group commit's transaction, which messages of a batch fit.
 
@@ -154,7 +140,7 @@ class QuotaGate:
 
     def __init__(self, dialect: Dialect, inboxes: Table, instance: Table, quotas: Quotas):
         self.quotas = quotas
-        self._add_to_inbox = _Compiled(
+        self._add_to_inbox = Compiled(
             update(inboxes)
             .where(inboxes.c.public_key == bindparam("inbox"))
             .values(
@@ -164,7 +150,7 @@ class QuotaGate:
             .returning(inboxes.c.message_count, inboxes.c.stored_bytes),
             dialect,
         )
-        self._add_to_instance = _Compiled(
+        self._add_to_instance = Compiled(
             update(instance)
             .where(instance.c.id == 1)
             .values(stored_bytes=instance.c.stored_bytes + bindparam("added_bytes"))
@@ -172,7 +158,7 @@ class QuotaGate:
             dialect,
         )
 
-    def _add(self, cursor, statement: "_Compiled", **values) -> tuple | None:
+    def _add(self, cursor, statement: Compiled, **values) -> tuple | None:
         cursor.execute(statement.sql, statement.parameters(**values))
         return cursor.fetchone()
 

@@ -20,6 +20,8 @@ from sqlalchemy import Table, bindparam, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 
+from secretlink.store.raw_sql import Compiled
+
 
 @dataclass(frozen=True)
 class Spend:
@@ -35,17 +37,20 @@ class SpendGate:
 
     def __init__(self, dialect: Dialect, used_nonces: Table):
         insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
-        self._spend = _Raw(
+        self._spend = Compiled(
             insert(used_nonces)
-            .values(nonce=bindparam("nonce"), expires_at=bindparam("expires_at"))
+            .values(
+                # Typed as the columns, so that the values are stored as SQLAlchemy
+                # stores them (an expiry as SQLite's text with microseconds).
+                nonce=bindparam("nonce", type_=used_nonces.c.nonce.type),
+                expires_at=bindparam("expires_at", type_=used_nonces.c.expires_at.type),
+            )
             .on_conflict_do_nothing(index_elements=[used_nonces.c.nonce]),
             dialect,
-            used_nonces,
         )
-        self._unspend = _Raw(
+        self._unspend = Compiled(
             delete(used_nonces).where(used_nonces.c.nonce == bindparam("nonce")),
             dialect,
-            used_nonces,
         )
 
     def spend(self, cursor, spends: list[Spend | None]) -> list[bool]:
@@ -67,27 +72,3 @@ class SpendGate:
         """Take back spends this transaction recorded, for messages it then refused."""
         for spend in spends:
             cursor.execute(self._unspend.sql, self._unspend.parameters(nonce=spend.key))
-
-
-class _Raw:
-    """A statement compiled once for the driver, with the columns' own conversions of
-    bound values (a datetime as SQLite's text, exactly as SQLAlchemy stores it)."""
-
-    def __init__(self, statement, dialect: Dialect, table: Table):
-        compiled = statement.compile(dialect=dialect)
-        self.sql = str(compiled)
-        self.positional = compiled.positional
-        self.order = tuple(compiled.positiontup or ())
-        self.converters = {}
-        for name in ("nonce", "expires_at"):
-            convert = table.c[name].type.bind_processor(dialect)
-            if convert is not None:
-                self.converters[name] = convert
-
-    def parameters(self, **values):
-        values = {name: self.converters.get(name, _same)(value) for name, value in values.items()}
-        return tuple(values[name] for name in self.order) if self.positional else values
-
-
-def _same(value):
-    return value

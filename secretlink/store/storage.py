@@ -15,7 +15,9 @@ it to a message.
 The models here describe the tables; the migrations in secretlink/store/migrations make them.
 """
 
+import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -46,8 +48,18 @@ from secretlink.store import migrate
 from secretlink.store.database import make_engine
 from secretlink.store.group_commit import COLUMNS as MESSAGE_COLUMNS
 from secretlink.store.group_commit import STORED, UNKNOWN_INBOX, GroupCommit
-from secretlink.store.quotas import NO_MORE_INBOXES, QuotaExceeded, QuotaGate, Quotas, Usage
+from secretlink.store.quotas import (
+    INBOX_FULL,
+    INSTANCE_FULL,
+    NO_MORE_INBOXES,
+    QuotaExceeded,
+    QuotaGate,
+    Quotas,
+    Usage,
+)
 from secretlink.store.spent_nonces import Spend, SpendGate
+
+log = logging.getLogger(__name__)
 
 # Constraint names are part of the schema that migrations alter, so they must not be
 # left to each database. These are PostgreSQL's own defaults, which is also what a
@@ -153,6 +165,7 @@ SPENT_NONCE_PURPOSE = b"secretlink/v1/spent-nonce\x00"
 # A message's outcome when its puzzle was spent already (beside group_commit's STORED
 # and UNKNOWN_INBOX, and the quotas' refusals).
 PUZZLE_USED = "puzzle_used"
+QUOTA_REFUSALS = (INBOX_FULL, INSTANCE_FULL)
 
 
 def spent_nonce_key(nonce: bytes) -> bytes:
@@ -181,6 +194,22 @@ class PuzzleUsed(Exception):
     """The message's puzzle was spent already (by another message): 400 `puzzle_used`."""
 
 
+class NotTaken(Exception):
+    """A check added with Storage.add_check refused the message; `reason` is what the
+    check gave (an inbox's status, say), for the API to answer."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+# Given the writer's cursor inside its transaction and the batch's rows: for each row,
+# None if it may be stored, or why not.
+Check = Callable[[object, list[dict]], list[str | None]]
+# Told, after the commit, the inboxes that got messages (one call per batch).
+Listener = Callable[[list[str]], None]
+
+
 class Storage:
     def __init__(self, engine: Engine, quotas: Quotas | None = None):
         self.engine = engine
@@ -189,7 +218,34 @@ class Storage:
             engine.dialect, InboxRow.__table__, InstanceUsageRow.__table__, quotas or Quotas()
         )
         self._spends = SpendGate(engine.dialect, UsedNonceRow.__table__)
-        self._group_commit = GroupCommit(engine, MessageRow.__table__, admit=self._admit)
+        self._checks: list[Check] = []
+        self._listeners: list[Listener] = []
+        self._group_commit = GroupCommit(
+            engine, MessageRow.__table__, admit=self._admit, after_commit=self._committed
+        )
+
+    def add_check(self, check: Check) -> None:
+        """Have `check` decide, in the transaction that stores them, which messages may
+        be stored (after their puzzles, before the quotas): the app adds the inbox's
+        own state (secretlink.store.inbox_settings.SendingGate)."""
+        self._checks.append(check)
+
+    def on_stored(self, listener: Listener) -> None:
+        """Have `listener` told the inboxes that got messages, after each commit (the
+        notifications); a listener that fails is logged, never the sender's error."""
+        self._listeners.append(listener)
+
+    def stored(self, inbox_keys: list[str]) -> None:
+        """Tell the listeners; for a message stored in a caller's own transaction
+        (insert_message), called by that caller once it committed."""
+        for listener in self._listeners:
+            try:
+                listener(inbox_keys)
+            except Exception:
+                log.exception("a listener of stored messages failed")
+
+    def _committed(self, rows: list[dict]) -> None:
+        self.stored(list(dict.fromkeys(row["inbox_key"] for row in rows)))
 
     @property
     def quotas(self) -> Quotas:
@@ -296,18 +352,28 @@ class Storage:
 
     def _admit(self, cursor, rows: list[dict]) -> list[str]:
         """Inside the transaction that stores `rows`: which of them may be stored. Their
-        puzzles are spent first (a puzzle spent before refuses its message); the quotas
-        then decide among the others, and a message they refuse gets its puzzle back."""
+        puzzles are spent first (a puzzle spent before refuses its message); the added
+        checks (the inbox's state), then the quotas, decide among the others, and a
+        message refused there gets its puzzle back."""
         used = self._spends.spend(cursor, [row["spend"] for row in rows])
-        candidates = [row for row, spent_before in zip(rows, used, strict=True) if not spent_before]
-        decided = iter(self._gate.admit(cursor, candidates) if candidates else [])
-        outcomes = [PUZZLE_USED if spent_before else next(decided) for spent_before in used]
+        outcomes: list[str | None] = [PUZZLE_USED if spent else None for spent in used]
+        for check in self._checks:
+            waiting = [i for i, outcome in enumerate(outcomes) if outcome is None]
+            if waiting:
+                refusals = check(cursor, [rows[i] for i in waiting])
+                for i, refusal in zip(waiting, refusals, strict=True):
+                    outcomes[i] = refusal
+        waiting = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        if waiting:
+            decided = self._gate.admit(cursor, [rows[i] for i in waiting])
+            for i, outcome in zip(waiting, decided, strict=True):
+                outcomes[i] = outcome
         self._spends.unspend(
             cursor,
             [
                 row["spend"]
-                for row, outcome, spent_before in zip(rows, outcomes, used, strict=True)
-                if outcome != STORED and not spent_before and row["spend"] is not None
+                for row, outcome, spent in zip(rows, outcomes, used, strict=True)
+                if outcome != STORED and not spent and row["spend"] is not None
             ],
         )
         return outcomes
@@ -410,7 +476,9 @@ def _stored(message_id: str, outcome: str) -> str | None:
         return None
     if outcome == PUZZLE_USED:
         raise PuzzleUsed()
-    raise QuotaExceeded(outcome)
+    if outcome in QUOTA_REFUSALS:
+        raise QuotaExceeded(outcome)
+    raise NotTaken(outcome)
 
 
 def _delete_inbox(session, public_key: str) -> bool:

@@ -11,6 +11,7 @@ from secretlink.notify.service import Notifications
 from secretlink.ops import logs
 from secretlink.settings import Settings
 from secretlink.store import migrate
+from secretlink.store.inbox_settings import SendingGate
 from secretlink.store.quotas import Quotas
 from secretlink.store.storage import Storage
 from secretlink.web import (
@@ -78,7 +79,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         redis_url=settings.redis_url,
         fresh_seconds=settings.pow_fresh_seconds,
     )
-    app.extensions["secretlink.notify"] = Notifications.from_settings(settings, storage.engine)
+    notifier = Notifications.from_settings(settings, storage.engine)
+    app.extensions["secretlink.notify"] = notifier
+    # Decided where messages are stored, in the writer's transaction, not in each
+    # sender's request: whether the inbox takes messages now, and who to tell.
+    storage.add_check(SendingGate(storage.engine.dialect).refusals)
+    storage.on_stored(notifier.messages_stored)
 
     origin.install(app)  # before the routes: it sets how the URL map treats slashes
     for blueprint in api.BLUEPRINTS:

@@ -18,8 +18,7 @@ from secretlink.crypto.envelope import MAX_ENVELOPE
 from secretlink.crypto.keys import check_public_key
 from secretlink.store import quotas
 from secretlink.store.blobs import BlobError, valid_blob_id
-from secretlink.store.storage import PuzzleUsed, received_at_text
-from secretlink.web.api import notifications
+from secretlink.store.storage import NotTaken, PuzzleUsed, received_at_text
 from secretlink.web.api.attachments import as_api_error
 from secretlink.web.api.common import (
     PREFIX,
@@ -33,7 +32,7 @@ from secretlink.web.api.common import (
     storage,
     string_field,
 )
-from secretlink.web.api.settings import refuse_closed
+from secretlink.web.api.settings import refuse_closed, sending_refusal
 from secretlink.web.errors import ApiError
 from secretlink.web.limits import budgets
 from secretlink.web.pow import puzzle_used
@@ -114,15 +113,22 @@ def post_message(public_key: str):
     body = json_body()
     envelope = envelope_from(string_field(body, "ciphertext"))
     blob_ids = blob_ids_field(body)
-    refuse_closed(public_key, sending=True)  # 404 for no such inbox; before any work
-    if blob_ids:
-        check_blobs(public_key, blob_ids)
-    # The shared budgets are looked at, not spent, before the puzzle is verified.
-    budgets().check_message(public_key)
     try:
-        # Verified here, spent in the transaction that stores the message, where the
-        # quotas decide too: a message refused there (its inbox full) keeps its puzzle.
+        if blob_ids:
+            check_blobs(public_key, blob_ids)
+        # The shared budgets are looked at, not spent, before the puzzle is verified.
+        budgets().check_message(public_key)
+        # Verified here; spent in the transaction that stores the message, where the
+        # inbox's state (paused, moved on, disabled, its hourly cap) and the quotas
+        # are decided too, once per batch of messages: a message refused there keeps
+        # its puzzle, and an accepted one costs its request no database call.
         spend = proof_of_work().verify(public_key, body.get("puzzle"), body.get("solution"))
+    except ApiError:
+        # Refused here: the inbox's own state is the first thing a refusal names (no
+        # such inbox, paused, ...), as docs/API.md orders them; looked up only now.
+        refuse_closed(public_key, sending=True)
+        raise
+    try:
         if blob_ids:
             # One transaction: the message, its puzzle and the links to its blobs.
             message_id = blob_store().add_message(public_key, envelope, blob_ids, spend)
@@ -132,13 +138,14 @@ def post_message(public_key: str):
         raise as_api_error(refused) from None
     except PuzzleUsed:
         raise puzzle_used() from None
+    except NotTaken as refused:
+        raise sending_refusal(public_key, refused.reason) from None
     if message_id is None:
         raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
     # Accepted: only now does the message count for its inbox and the instance.
     budgets().charge_message(public_key)
     # Only messages taken raise the difficulty: asking for puzzles costs nothing.
     proof_of_work().accepted(public_key)
-    notifications.message_stored(public_key)
     return jsonify(id=message_id), 201
 
 

@@ -1,7 +1,8 @@
 """Notifications: the owner shows, sets and removes where "new message" is sent.
 
 The notifier itself is secretlink.notify; this blueprint checks the owner's token
-and the body, and `message_stored` is the one call the message path makes.
+and the body. The message path does not call it: storage tells the notifier which
+inboxes got messages after each commit (create_app wires Storage.on_stored).
 """
 
 from flask import Blueprint, current_app, jsonify
@@ -24,18 +25,6 @@ bp = Blueprint("notifications", __name__, url_prefix=PREFIX)
 
 def notifications() -> Notifications:
     return current_app.extensions["secretlink.notify"]
-
-
-def message_stored(public_key: str) -> None:
-    """Mark the inbox due for a notification; never fails the message's request.
-
-    The message is stored already: a notification problem (a database hiccup, a
-    target sealed under an old key) is logged and forgotten, never the sender's error.
-    """
-    try:
-        notifications().message_stored(public_key)
-    except Exception:
-        current_app.logger.exception("could not mark an inbox due for its notification")
 
 
 def settings_json(targets: Targets | None) -> dict:

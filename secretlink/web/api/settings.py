@@ -17,6 +17,7 @@ from secretlink.store.blobs import UPLOAD_CHUNK_BYTES
 from secretlink.store.inbox_settings import (
     ALREADY_MOVED,
     DISABLED,
+    HOURLY_CAP_REACHED,
     MAX_HOURLY_CAP,
     MOVED,
     NEW_NOT_OPEN,
@@ -60,7 +61,6 @@ NOTICES = {
     DISABLED: "This inbox is not available.",
 }
 REFUSAL_CODES = {PAUSED: "inbox_paused", MOVED: "inbox_moved", DISABLED: "inbox_disabled"}
-HOURLY_CAP_REACHED = "hourly_cap_reached"
 
 
 def settings_store() -> InboxSettingsStore:
@@ -111,6 +111,14 @@ def refuse_closed(public_key: str, *, sending: bool = False) -> None:
         count, oldest = settings_store().last_hour(public_key)
         if count >= cap:
             raise HourlyCapReached(oldest)
+
+
+def sending_refusal(public_key: str, reason: str) -> ApiError:
+    """The answer to a message its inbox did not take where it was to be stored
+    (secretlink.store.inbox_settings.SendingGate): the same as refuse_closed's."""
+    if reason == HOURLY_CAP_REACHED:
+        return HourlyCapReached(settings_store().last_hour(public_key)[1])
+    return ApiError(403, REFUSAL_CODES[reason], NOTICES[reason])
 
 
 # Retry-After is rounded up to this: exact, it would tell a stranger the minute the
