@@ -99,9 +99,9 @@ def refuse_closed(public_key: str, *, sending: bool = False) -> None:
     """403 if the inbox takes no messages now; with `sending`, 429 past the owner's cap.
 
     Called before any puzzle is issued or taken, so a refused sender keeps their work.
-    The cap is checked against the messages stored in the last hour, before the message
-    is stored: senders arriving at the very same moment can pass it by the number in
-    flight together (the instance's rate limits bound that).
+    A message is checked again, exactly, where it is stored (SendingGate); a message
+    refused for another reason is answered with this first, as docs/API.md orders
+    the refusals.
     """
     found = require_settings(public_key)
     if found.status != OPEN:
