@@ -155,6 +155,17 @@ def test_integrity_hash_matches_the_served_file(client, page):
         assert integrity == sri(served.data), url
 
 
+def assert_worker_named_by_integrity(client, tag: str, worker: str) -> None:
+    """`tag` (an element's opening tag) names the bundle `worker` and its integrity
+    hash, and the hash is the served file's."""
+    url = re.search(rf'data-{worker}="([^"]+)"', tag).group(1)
+    integrity = re.search(rf'data-{worker}-integrity="([^"]+)"', tag).group(1)
+    assert url.startswith(f"/static/build/{worker}.js")
+    served = client.get(url)
+    assert served.status_code == 200
+    assert integrity == sri(served.data)
+
+
 @pytest.mark.parametrize("which", ["sender", "start"])
 def test_pages_that_solve_puzzles_name_their_worker_by_integrity(client, keypair, which):
     """The sender page (a puzzle per message) and the start page (one to create an inbox)."""
@@ -165,12 +176,7 @@ def test_pages_that_solve_puzzles_name_their_worker_by_integrity(client, keypair
     }[which]
     page = client.get(path).get_data(as_text=True)
     form = re.search(rf'<form\b[^>]*id="{form_id}"[^>]*>', page).group(0)
-    url = re.search(r'data-pow-worker="([^"]+)"', form).group(1)
-    integrity = re.search(r'data-pow-worker-integrity="([^"]+)"', form).group(1)
-    assert url.startswith("/static/build/pow-worker.js")
-    worker = client.get(url)
-    assert worker.status_code == 200
-    assert integrity == sri(worker.data)
+    assert_worker_named_by_integrity(client, form, "pow-worker")
 
 
 def test_the_sender_page_names_its_encryption_worker_by_integrity(client, keypair):
@@ -178,12 +184,7 @@ def test_the_sender_page_names_its_encryption_worker_by_integrity(client, keypai
     register(client, keypair)
     page = client.get(f"/to/{keypair.public_key_text}").get_data(as_text=True)
     holder = re.search(r'<div id="attach"[^>]*>', page).group(0)
-    url = re.search(r'data-seal-worker="([^"]+)"', holder).group(1)
-    integrity = re.search(r'data-seal-worker-integrity="([^"]+)"', holder).group(1)
-    assert url.startswith("/static/build/seal-worker.js")
-    worker = client.get(url)
-    assert worker.status_code == 200
-    assert integrity == sri(worker.data)
+    assert_worker_named_by_integrity(client, holder, "seal-worker")
 
 
 def test_reply_page_is_static_and_loads_its_own_script(client):
