@@ -190,9 +190,13 @@ def run_in_terminal(*args: str, color: bool = True, timeout: float = 60) -> tupl
     os.close(slave)
     received = bytearray()
     deadline = time.monotonic() + timeout
+    # poll(), not select(): in a long test run this process may hold descriptors past
+    # 1024, which select() cannot watch.
+    watcher = select.poll()
+    watcher.register(master, select.POLLIN)
     try:
         while True:
-            ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
+            ready = watcher.poll(max(0.0, deadline - time.monotonic()) * 1000)
             if not ready:
                 pytest.fail(f"secretlink {' '.join(args)} did not finish in {timeout} s")
             try:

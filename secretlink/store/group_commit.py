@@ -144,18 +144,18 @@ class GroupCommit:
         """Store one message row: STORED once committed, UNKNOWN_INBOX if its inbox does
         not exist, or the admission check's reason for refusing it."""
         pending = _Pending(row)
-        self._ensure_writer()
         self._queue.put(pending)
+        self._ensure_writer()  # after the put: see _run, which ends when idle
         pending.done.wait()
         if pending.error is not None:
             raise pending.error
         return pending.outcome
 
     def _ensure_writer(self) -> None:
-        # Started on first use, so that it lives in the process that serves (the server
-        # forks workers; threads do not survive a fork).
-        if self._thread is not None and self._thread.is_alive():
-            return
+        # Started on use, so that it lives in the process that serves (the server forks
+        # workers; threads do not survive a fork), and again after it ended when idle.
+        # Always under the lock: a writer that is ending has checked, under the same
+        # lock, that nothing was queued, so a message put before this is never left.
         with self._start_lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
@@ -167,6 +167,12 @@ class GroupCommit:
                 batch = [self._queue.get(timeout=IDLE_SECONDS)]
             except queue.Empty:
                 self._release()
+                # Idle: end, holding nothing (an app dropped by its owner, as tests drop
+                # theirs, is not kept alive with its connections by a waiting thread).
+                with self._start_lock:
+                    if self._queue.empty():
+                        self._thread = None
+                        return
                 continue
             while len(batch) < MAX_BATCH:
                 try:
