@@ -280,6 +280,20 @@ def test_the_writer_stores_times_in_sqlalchemys_text_format(tmp_path):
         storage.engine.dispose()
 
 
+def test_listeners_hear_of_stored_messages_and_cannot_fail_them(storage):
+    """on_stored (the notifications) is told the inboxes that got messages, after the
+    commit and before add_message returns; a listener that raises is logged, and the
+    message is stored all the same."""
+    heard: list[list[str]] = []
+    storage.on_stored(heard.append)
+    storage.on_stored(lambda keys: 1 / 0)
+    public_key = new_inbox(storage)
+    assert storage.add_message(public_key, b"sealed") is not None
+    assert heard == [[public_key]]
+    assert storage.add_message("u" * 43, b"nobody's") is None  # refused: nobody told
+    assert heard == [[public_key]]
+
+
 def test_concurrent_messages_with_one_puzzle_store_one(storage):
     """Twelve senders at once with the same solved puzzle (in one batch or several,
     on SQLite or PostgreSQL): exactly one message is stored."""

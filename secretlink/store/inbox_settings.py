@@ -178,11 +178,15 @@ SENDING_QUERY = select(
     InboxSettingsRow.disabled,
     InboxSettingsRow.hourly_cap,
 ).where(InboxSettingsRow.inbox_key == bindparam("inbox"))
-LAST_HOUR_QUERY = (
-    select(func.count())
-    .select_from(MessageRow)
-    .where(MessageRow.inbox_key == bindparam("inbox"), MessageRow.received_at >= bindparam("since"))
+# The inbox's messages of the last hour: how many, and the minute the oldest arrived.
+LAST_HOUR_QUERY = select(func.count(), func.min(MessageRow.received_at)).where(
+    MessageRow.inbox_key == bindparam("inbox"), MessageRow.received_at >= bindparam("since")
 )
+
+
+def hour_start() -> datetime:
+    """Where the hour an hourly cap counts starts: this minute and the 59 before."""
+    return coarse(utcnow()) - timedelta(minutes=59)
 
 
 class SendingGate:
@@ -204,7 +208,7 @@ class SendingGate:
     def refusals(self, cursor, rows: list[dict]) -> list[str | None]:
         """For each row, in order: None if its inbox takes it, or why not (its status,
         or HOURLY_CAP_REACHED)."""
-        since = coarse(utcnow()) - timedelta(minutes=59)
+        since = hour_start()
         inboxes = {}  # inbox -> [status, room under the cap or None]
         for key in dict.fromkeys(row["inbox_key"] for row in rows):
             cursor.execute(self._settings.sql, self._settings.parameters(inbox=key))
@@ -261,13 +265,9 @@ class InboxSettingsStore:
     def last_hour(self, public_key: str) -> tuple[int, datetime | None]:
         """Messages this inbox holds that arrived in this minute or the 59 before, and
         the minute the oldest of them arrived (None if there are none)."""
-        since = coarse(utcnow()) - timedelta(minutes=59)
         with self.engine.connect() as connection:
-            count, oldest = connection.execute(
-                select(func.count(), func.min(MessageRow.received_at)).where(
-                    MessageRow.received_at >= since, MessageRow.inbox_key == public_key
-                )
-            ).one()
+            parameters = {"inbox": public_key, "since": hour_start()}
+            count, oldest = connection.execute(LAST_HOUR_QUERY, parameters).one()
             return count, oldest
 
     # ---- the owner's changes ----

@@ -105,13 +105,6 @@ class QuotaExceeded(Exception):
         self.code = reason
 
 
-def check(quotas: Quotas, usage: Usage, size: int) -> None:
-    """Raise QuotaExceeded if a message of `size` bytes does not fit now."""
-    reason = quotas.refusal(usage, size)
-    if reason is not None:
-        raise QuotaExceeded(reason)
-
-
 def usage_json(quotas: Quotas, usage: Usage) -> dict:
     """The owner's view: what the inbox holds, its caps, and whether it is full."""
     reason = quotas.refusal(usage, SMALLEST_ENVELOPE)

@@ -19,14 +19,12 @@ from flask import Flask, url_for
 
 # The installed webui package (webui/ in a checkout): where app.py serves from.
 WEBUI = Path(str(files("secretlink.webui")))
-REQUIRED = ("style.css", "build/home.js", "build/inbox.js", "build/send.js", "build/pow-worker.js")
-REQUIRED += (
-    "build/notify-sw.js",
-    "build/reply.js",
-    "build/backup-worker.js",
-    "build/seal-worker.js",
+REQUIRED = (
+    "style.css",
+    "no-js.css",
+    *(f"build/{name}.js" for name in ("home", "inbox", "send", "reply", "notify-sw")),
+    *(f"build/{name}.js" for name in ("pow-worker", "backup-worker", "seal-worker")),
 )
-REQUIRED += ("no-js.css",)
 # The pages the app renders; the partials they include are found by reading them
 # (referenced_templates), so a new partial needs no entry here.
 PAGE_TEMPLATES = ("error.html", "home.html", "inbox.html", "send.html", "reply.html")
