@@ -15,14 +15,13 @@ it to a message.
 The models here describe the tables; the migrations in secretlink/store/migrations make them.
 """
 
+import hashlib
 import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from nacl.encoding import RawEncoder
-from nacl.hash import blake2b
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -170,7 +169,8 @@ QUOTA_REFUSALS = (INBOX_FULL, INSTANCE_FULL)
 
 def spent_nonce_key(nonce: bytes) -> bytes:
     """What is stored for a spent nonce: a hash, the same length whatever it spent."""
-    return blake2b(SPENT_NONCE_PURPOSE + nonce, digest_size=32, encoder=RawEncoder)
+    # hashlib's BLAKE2b, as libsodium's generichash (migration 0003 writes the same).
+    return hashlib.blake2b(SPENT_NONCE_PURPOSE + nonce, digest_size=32).digest()
 
 
 def new_message_row(public_key: str, envelope: bytes, spend: Spend | None = None) -> dict:

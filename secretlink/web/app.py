@@ -18,6 +18,7 @@ from secretlink.web import (
     api,
     assets,
     errors,
+    fast_path,
     health,
     i18n,
     limits,
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     nojs.install(app)
     assets.install(app)
     limits.install(app)
+    fast_path.install(app)  # inside ProxyFix: it sees what the app would
     if settings.trusted_proxy_hops:
         hops = settings.trusted_proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)

@@ -12,6 +12,18 @@ up to twice its count around a rotation. With the limits switched off there is n
 limiter at all. Tor exits and large proxies merge many people into one "client";
 onion visitors on the onion listener are told apart by tor circuit instead.
 
+The windows are sliding-window counters (the `limits` library's): per key, a count
+for the current clock window and one for the window before, the older count weighted
+by how much of its window still overlaps the last `period`. A moving window would be
+exact to the request, but it keeps the time of every request (to the microsecond),
+in memory or Redis: more to correlate for anyone who copies that state, and work
+and memory that grow with the limit (docs/PERFORMANCE.md, "The message fast path").
+The weighting assumes the older window's requests were spread evenly: a client that
+spent its whole budget at the start of one window waits longer than an exact window
+would make it, one that spent it at the end gets room back sooner. Since no clock
+window counts more than the limit, no stretch of one period lets through more than
+twice the limit.
+
 Two kinds of counter, so that nobody can spend a budget that is not theirs:
 
 - A client's own budget (Flask-Limiter, around the view) is counted on entry, for
@@ -22,6 +34,7 @@ Two kinds of counter, so that nobody can spend a budget that is not theirs:
   check, never text copied from a URL, so made-up paths create no counters.
 """
 
+import hashlib
 import ipaddress
 import math
 import secrets
@@ -33,8 +46,6 @@ from flask import Flask, current_app, jsonify, request
 from flask_limiter import Limiter
 from limits import RateLimitItem, parse_many
 from limits.strategies import RateLimiter
-from nacl.encoding import HexEncoder
-from nacl.hash import blake2b
 
 from secretlink.ops import logs
 from secretlink.web import onion
@@ -89,18 +100,21 @@ class RotatingKey:
 
 
 def client_key() -> str:
-    rotating: RotatingKey = current_app.extensions["secretlink.client_key"]
     # An onion request is known by its tor circuit: every onion client has the same
     # address, the local tor daemon's (secretlink/web/onion.py).
     circuit = onion.onion_circuit()
-    network = ("circuit " + circuit if circuit else network_of(request.remote_addr or "")).encode()
-    digest = blake2b(
-        CLIENT_KEY_PURPOSE + b"\x00" + network,
-        key=rotating.current(),
-        digest_size=16,
-        encoder=HexEncoder,
+    network = "circuit " + circuit if circuit else network_of(request.remote_addr or "")
+    return hashed_client(current_app.extensions["secretlink.client_key"], network)
+
+
+def hashed_client(rotating: RotatingKey, network: str) -> str:
+    """The limiter's name for a client: a keyed hash of its network (or circuit)."""
+    # hashlib's BLAKE2b: the same function as libsodium's generichash, without the
+    # cost of a call through cffi (this runs for every limited request).
+    digest = hashlib.blake2b(
+        CLIENT_KEY_PURPOSE + b"\x00" + network.encode(), key=rotating.current(), digest_size=16
     )
-    return "client:" + digest.decode()
+    return "client:" + digest.hexdigest()
 
 
 def limit(setting: str, key_func: Callable[[], str], scope: str):
@@ -137,7 +151,7 @@ def install(app: Flask) -> Limiter | None:
         key_func=client_key,
         app=app,
         storage_uri=settings.redis_url or "memory://",
-        strategy="moving-window",
+        strategy="sliding-window-counter",
         headers_enabled=True,
         key_prefix="secretlink",
     )
@@ -151,8 +165,50 @@ def install(app: Flask) -> Limiter | None:
     app.extensions["secretlink.limiter"] = limiter
     # The shared budgets count in the same storage (memory, or Redis for everyone).
     app.extensions["secretlink.budgets"] = Budgets(limiter.limiter, settings)
+    # The senders' own budget, for the messages the fast path answers.
+    setting, _, scope = RULES["messages.post_message"][0]
+    app.extensions["secretlink.send_budget"] = ClientBudget(
+        limiter.limiter, getattr(settings, setting), scope
+    )
     app.register_error_handler(RateLimited, _rate_limited_answer)
     return limiter
+
+
+class ClientBudget:
+    """A client's own budget of one shared scope, counted as Flask-Limiter counts it
+    around a view (the same counters, keys and headers), for a request answered
+    outside Flask's request cycle (secretlink/web/fast_path.py)."""
+
+    def __init__(self, strategy: RateLimiter, limits: str, scope: str):
+        self._strategy = strategy
+        self._items = sorted(parse_many(limits))  # Flask-Limiter's order
+        self._scope = scope
+
+    def charge(self, client: str) -> RateLimitItem | None:
+        """Count one request; the limit it broke (counting stops there), or None."""
+        for item in self._items:
+            if not self._strategy.hit(item, "secretlink", client, self._scope):
+                return item
+        return None
+
+    def headers(
+        self, client: str, broken: RateLimitItem | None, retry_after: int | None
+    ) -> list[tuple[str, str]]:
+        """X-RateLimit-* and Retry-After, as Flask-Limiter's headers_enabled writes them:
+        for the broken limit or the first one; Retry-After is the later of the answer's
+        own (`retry_after`) and the limit's reset."""
+        item = broken or self._items[0]
+        window = self._strategy.get_window_stats(item, "secretlink", client, self._scope)
+        reset_at = int(window.reset_time + 1)
+        headers = [
+            ("X-RateLimit-Limit", str(item.amount)),
+            ("X-RateLimit-Remaining", str(window.remaining)),
+            ("X-RateLimit-Reset", str(reset_at)),
+        ]
+        now = time.time()
+        if retry_after is not None:
+            reset_at = max(int(now + retry_after), reset_at)
+        return [*headers, ("Retry-After", str(int(reset_at - now)))]
 
 
 def _rate_limited_answer(error: "RateLimited"):

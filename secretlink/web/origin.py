@@ -78,6 +78,17 @@ def origin_list(settings: Settings) -> tuple[Origin, ...]:
     return tuple(Origin(scheme, name, settings.port) for name in names)
 
 
+def host_values(origins: tuple[Origin, ...]) -> frozenset[str]:
+    """The Host header values, in canonical spelling, that name one of `origins`: a
+    request with one of them passes the Host check (`check_host`) for that origin."""
+    values = set()
+    for origin in origins:
+        values.add(f"{origin.host}:{origin.port}")
+        if origin.port == DEFAULT_PORTS[origin.scheme]:
+            values.add(origin.host)
+    return frozenset(values)
+
+
 def refuse_unsafe_serving(settings: Settings) -> None:
     """Raise, before anything listens, if `serve` would bind a non-loopback address
     without knowing its origin: it would have to believe each request's Host."""

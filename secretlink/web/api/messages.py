@@ -109,8 +109,18 @@ def create_puzzle(public_key: str):
 
 @bp.post("/inboxes/<public_key>/messages")
 def post_message(public_key: str):
-    public_key = inbox_key(public_key)
-    body = json_body()
+    # The common request (a JSON object, a known Host) is answered by the same
+    # submit() without Flask's request cycle (secretlink/web/fast_path.py); every
+    # other one comes here.
+    message_id = submit(inbox_key(public_key), json_body())
+    return jsonify(id=message_id), 201
+
+
+def submit(public_key: str, body: dict) -> str:
+    """Check and store one message for a checked inbox key; its id, or ApiError.
+
+    Needs the app's context (its services), not a request's.
+    """
     envelope = envelope_from(string_field(body, "ciphertext"))
     blob_ids = blob_ids_field(body)
     try:
@@ -146,7 +156,7 @@ def post_message(public_key: str):
     budgets().charge_message(public_key)
     # Only messages taken raise the difficulty: asking for puzzles costs nothing.
     proof_of_work().accepted(public_key)
-    return jsonify(id=message_id), 201
+    return message_id
 
 
 @bp.get("/inboxes/<public_key>/messages")
