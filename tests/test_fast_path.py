@@ -1,12 +1,15 @@
 """The message fast path answers exactly as the Flask view would (secretlink/web/fast_path.py).
 
-Each case is sent twice, to two apps built and prepared the same way: one as the
-server runs it, the other with the fast path taken out, so that Flask's request
-cycle and the view answer. Status, JSON members and headers must be the same (the
-message id and the seconds left in a window are compared by shape). Each case also
-says whether the fast path is the one that answered it.
+Each case is sent three ways, to three apps built and prepared the same way: through
+the WSGI fast path (as every WSGI server and the tests' client reach the app), through
+`secretlink serve`'s body layer, whose event loop answers messages itself, and to
+Flask alone, the fast path taken out, so that the request cycle and the view answer.
+Status, JSON members and headers must be the same (the message id and the seconds
+left in a window are compared by shape). Each case also says whether the fast path
+answered it, and on the event loop whether the loop did.
 """
 
+import asyncio
 import json
 import re
 from collections.abc import Callable
@@ -16,15 +19,16 @@ import pytest
 from conftest import TEST_ORIGIN, bearer, register
 from test_onion import ONION
 from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.test import Client, TestResponse
+from werkzeug.test import Client, EnvironBuilder, TestResponse
 
 from secretlink.crypto import b64encode, generate_keypair, seal
 from secretlink.crypto.pow import solve
+from secretlink.ops.asgi import BufferedWSGI
 from secretlink.settings import Settings
 from secretlink.web.fast_path import MessageFastPath
 
 # Change from one request to the next: compared by shape, not value.
-VOLATILE_HEADERS = {"X-RateLimit-Reset", "X-RateLimit-Remaining", "Retry-After"}
+VOLATILE_HEADERS = {"x-ratelimit-reset", "x-ratelimit-remaining", "retry-after"}
 
 
 @dataclass
@@ -36,6 +40,8 @@ class World:
     token: str
     client: Client
     answered_fast: list
+    # How a message is sent: the test client's post(), or through the body layer.
+    send: Callable[..., TestResponse] | None = None
 
     @property
     def url(self) -> str:
@@ -54,7 +60,7 @@ class World:
     def post(self, body=None, **kwargs) -> TestResponse:
         if body is not None:
             kwargs["json"] = body
-        return self.client.post(kwargs.pop("url", self.url), **kwargs)
+        return (self.send or self.client.post)(kwargs.pop("url", self.url), **kwargs)
 
     def settings(self, **changes) -> None:
         answer = self.client.patch(
@@ -76,23 +82,79 @@ def without_fast_path(app) -> None:
         app.wsgi_app = fast.flask_wsgi
 
 
-def world(make_app, settings: Settings, keypair, fast: bool) -> World:
+def world(make_app, settings: Settings, keypair, way: str) -> World:
     app = make_app(settings)
     answered: list = []
-    if fast:
+    if way == "flask":
+        without_fast_path(app)
+    elif way == "wsgi":
         layer = fast_path_of(app)
-        answer = layer.answer
+        reply = layer.reply
 
         def counted(*args, **kwargs):
             answered.append(True)
-            return answer(*args, **kwargs)
+            return reply(*args, **kwargs)
 
-        layer.answer = counted
-    else:
-        without_fast_path(app)
+        layer.reply = counted
     client = app.test_client()
     token = register(client, keypair)
-    return World(app, keypair, token, client, answered)
+    w = World(app, keypair, token, client, answered)
+    if way == "loop":
+        w.send = through_the_body_layer(app, answered)
+    return w
+
+
+def through_the_body_layer(app, answered_on_loop: list) -> Callable[..., TestResponse]:
+    """post() through secretlink serve's body layer, run on an event loop of its own;
+    its answer as a test response. Each answer the loop made is put in `answered_on_loop`."""
+    fast = fast_path_of(app)
+
+    async def on_loop(environ: dict, in_thread):
+        reply = await fast.answer_on_loop(environ, in_thread)
+        if reply is not None:
+            answered_on_loop.append(True)
+        return reply
+
+    layer = BufferedWSGI(app, threads=2, on_loop=on_loop)
+
+    def post(url: str, **kwargs) -> TestResponse:
+        environ = EnvironBuilder(url, method="POST", base_url=TEST_ORIGIN, **kwargs).get_environ()
+        body = environ["wsgi.input"].read()
+        headers = [
+            (name[5:].replace("_", "-").lower().encode(), value.encode("latin-1"))
+            for name, value in environ.items()
+            if name.startswith("HTTP_")
+        ]
+        for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if environ.get(name):
+                headers.append((name.replace("_", "-").lower().encode(), environ[name].encode()))
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "scheme": environ["wsgi.url_scheme"],
+            "path": environ["PATH_INFO"],
+            "raw_path": environ["PATH_INFO"].encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers,
+            "client": (environ.get("REMOTE_ADDR", "127.0.0.1"), 40000),
+            "server": ("localhost", 80),
+            "http_version": "1.1",
+        }
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        asyncio.run(layer(scope, receive, send))
+        start, whole = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
+        answer_headers = [(k.decode(), v.decode("latin-1")) for k, v in start["headers"]]
+        return TestResponse(whole, start["status"], answer_headers, request=None)
+
+    return post
 
 
 def volatile(key: str, value):
@@ -110,6 +172,7 @@ def comparable(response: TestResponse) -> tuple:
         data = {key: volatile(key, value) for key, value in data.items()}
     headers = {}
     for name, value in response.headers.items():
+        name = name.lower()  # the body layer sends them lowercase, as ASGI has them
         if name in VOLATILE_HEADERS:
             value = "digits" if value.isdigit() else value
         headers[name] = value
@@ -125,15 +188,18 @@ def settings(tmp_path) -> Settings:
     return Settings(data_dir=tmp_path / "data", pow_difficulty=0, base_url=TEST_ORIGIN)
 
 
-def send_twice(make_app, settings: Settings, case: Case) -> tuple[tuple, tuple, bool]:
+WAYS = ("wsgi", "loop", "flask")
+
+
+def send_every_way(make_app, settings: Settings, case: Case) -> dict[str, tuple[tuple, bool]]:
+    """way -> (the answer as compared, whether the fast path answered)."""
     runs = {}
-    for fast in (True, False):
-        changed = replace(settings, data_dir=settings.data_dir / str(fast))
-        w = world(make_app, changed, generate_keypair(), fast)
-        answer = case(w)
-        runs[fast] = (comparable(answer), bool(w.answered_fast))
-    (fast_answer, answered_fast), (slow_answer, _) = runs[True], runs[False]
-    return fast_answer, slow_answer, answered_fast
+    for way in WAYS:
+        w = world(
+            make_app, replace(settings, data_dir=settings.data_dir / way), generate_keypair(), way
+        )
+        runs[way] = (comparable(case(w)), bool(w.answered_fast))
+    return runs
 
 
 def paused(w: World) -> TestResponse:
@@ -168,11 +234,18 @@ def failing_storage(w: World) -> TestResponse:
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    w.app.extensions["secretlink.storage"].add_message = broken
+    async def broken_async(*args, **kwargs):
+        broken()
+
+    storage = w.app.extensions["secretlink.storage"]
+    storage.add_message, storage.add_message_async = broken, broken_async
     return w.post(w.body())
 
 
-# (name, settings changes, case, answered by the fast path)
+# Answered by the fast path in the app's thread, but not on the event loop.
+THREAD = "thread"
+
+# (name, settings changes, case, answered by the fast path: True, False or THREAD)
 CASES = [
     ("accepted", {}, lambda w: w.post(w.body()), True),
     (
@@ -208,8 +281,18 @@ CASES = [
         True,
     ),
     ("bad base64", {}, lambda w: w.post({"ciphertext": "***"}), True),
+    (
+        "bad base64 to an unknown inbox",
+        {},
+        lambda w: w.post(
+            {"ciphertext": "***"},
+            url=f"/api/v1/inboxes/{generate_keypair().public_key_text}/messages",
+        ),
+        True,
+    ),
     ("no ciphertext", {}, lambda w: w.post({"text": "hi"}), True),
-    ("not a list of attachments", {}, lambda w: w.post(w.body(attachments="x")), True),
+    # Attachments are read from files and rows first: a thread answers, not the loop.
+    ("not a list of attachments", {}, lambda w: w.post(w.body(attachments="x")), THREAD),
     ("puzzle missing", {"pow_difficulty": 2}, lambda w: w.post(w.body()), True),
     ("puzzle used twice", {"pow_difficulty": 2}, used_twice, True),
     ("paused inbox", {}, paused, True),
@@ -250,11 +333,17 @@ CASES = [
     ("changes", "case", "fast"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
 def test_the_fast_path_answers_as_the_view_does(settings, make_app, changes, case, fast):
-    fast_answer, slow_answer, answered_fast = send_twice(
-        make_app, replace(settings, **changes), case
-    )
-    assert fast_answer == slow_answer
-    assert answered_fast is fast
+    runs = send_every_way(make_app, replace(settings, **changes), case)
+    flask_answer = runs["flask"][0]
+    assert runs["wsgi"] == (flask_answer, fast is not False)
+    assert runs["loop"] == (flask_answer, fast is True)
+
+
+def test_with_redis_the_loop_leaves_messages_to_the_threads(settings, make_app, redis_url):
+    """Redis's limits and load counters are network calls: not made on the event loop."""
+    app = make_app(replace(settings, redis_url=redis_url, rate_limits_enabled=True))
+    assert fast_path_of(app).on_loop is False
+    assert fast_path_of(make_app(replace(settings, data_dir=settings.data_dir / "2"))).on_loop
 
 
 def test_the_host_values_all_pass_the_host_check(settings, make_app):

@@ -225,6 +225,56 @@ def test_concurrent_messages_are_committed_together_and_each_settled(storage):
     assert count(storage, MessageRow) == 23
 
 
+def test_messages_awaited_on_an_event_loop_share_commits_with_threads(storage):
+    """add_message_async: callers on an event loop and in threads go into the same
+    batches; each learns its own outcome (stored, unknown inbox, puzzle used), and the
+    loop is woken once per batch rather than once per message."""
+    import asyncio
+    import threading
+
+    from secretlink.store.storage import MessageRow
+
+    public_key = new_inbox(storage)
+    spend = new_spend()
+    threaded: list[str | None] = []
+
+    def in_a_thread() -> None:
+        threaded.append(storage.add_message(public_key, b"from a thread"))
+
+    async def on_the_loop() -> list:
+        loop = asyncio.get_running_loop()
+        wakes = 0
+        original = loop.call_soon_threadsafe
+
+        def counted(*args, **kwargs):
+            nonlocal wakes
+            wakes += 1
+            return original(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counted
+        threads = [threading.Thread(target=in_a_thread) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        outcomes = await asyncio.gather(
+            *(storage.add_message_async(public_key, f"sealed {n}".encode()) for n in range(20)),
+            storage.add_message_async("u" * 43, b"to nobody"),
+            storage.add_message_async(public_key, b"pays", spend),
+            storage.add_message_async(public_key, b"pays again", spend),
+            return_exceptions=True,
+        )
+        for thread in threads:
+            thread.join()
+        return [outcomes, wakes]
+
+    outcomes, wakes = asyncio.run(on_the_loop())
+    *stored, unknown, paid, paid_again = outcomes
+    assert all(isinstance(message_id, str) for message_id in [*stored, paid, *threaded])
+    assert unknown is None
+    assert isinstance(paid_again, PuzzleUsed)
+    assert count(storage, MessageRow) == 25
+    assert wakes < 23  # batches, not one wake per message
+
+
 def new_spend() -> Spend:
     return spend_of(secrets.token_bytes(16), expiry(600))
 

@@ -36,6 +36,9 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Given a request's WSGI environ and a way to run a function in a worker thread, its
+# whole answer (an object with `status`, `headers` and `body`), or None to pass it on.
+OnLoop = Callable[[dict, Callable[..., Awaitable]], Awaitable[Any]]
 
 
 # The one route whose bodies are larger than a message: a piece of an attachment upload.
@@ -247,14 +250,17 @@ class BufferedWSGI:
     it reads. The WSGI environ is built by a2wsgi.
     """
 
-    def __init__(self, wsgi_app: Callable, threads: int):
+    def __init__(self, wsgi_app: Callable, threads: int, on_loop: OnLoop | None = None):
         self.wsgi_app = wsgi_app
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="wsgi")
+        self.on_loop = on_loop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()  # the whole body, replayed by WholeBodyFirst
         environ = build_environ(scope, io.BytesIO(message.get("body", b"")))
         loop = asyncio.get_running_loop()
+        if self.on_loop is not None and await self.answered_on_loop(environ, send):
+            return
         try:
             status, headers, body, rest = await loop.run_in_executor(
                 self.executor, self.run, environ
@@ -271,6 +277,23 @@ class BufferedWSGI:
             await send({"type": "http.response.body", "body": body})
             return
         await self.stream(send, body, rest)
+
+    async def answered_on_loop(self, environ: dict, send: Send) -> bool:
+        """Whether `on_loop` answered the request (the message fast path,
+        secretlink/web/fast_path.py), without a thread of its own."""
+        loop = asyncio.get_running_loop()
+
+        def in_thread(function: Callable, *args) -> Awaitable:
+            return loop.run_in_executor(self.executor, function, *args)
+
+        reply = await self.on_loop(environ, in_thread)
+        if reply is None:
+            return False
+        status = int(reply.status.split(" ", 1)[0])
+        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.body})
+        return True
 
     async def stream(self, send: Send, first: bytes, rest) -> None:
         """Send a long answer's pieces, each read from the app in a thread hop."""
@@ -343,6 +366,9 @@ class _Rest:
             self._iterable.close()
 
 
-def wsgi_as_asgi(wsgi_app: Callable, threads: int, policy: BodyPolicy) -> ASGIApp:
-    """The WSGI app in a pool of `threads` threads, behind WholeBodyFirst."""
-    return WholeBodyFirst(BufferedWSGI(wsgi_app, threads), policy)
+def wsgi_as_asgi(
+    wsgi_app: Callable, threads: int, policy: BodyPolicy, on_loop: OnLoop | None = None
+) -> ASGIApp:
+    """The WSGI app in a pool of `threads` threads, behind WholeBodyFirst; `on_loop`
+    answers the requests it takes on the event loop first."""
+    return WholeBodyFirst(BufferedWSGI(wsgi_app, threads, on_loop), policy)

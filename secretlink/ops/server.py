@@ -67,7 +67,9 @@ def load_app(settings: Settings, app_factory=None):
     flask_app = (app_factory or create_app)(replace(settings, auto_upgrade=False))
     start_purge_thread(settings)
     notify_worker.start_thread(settings)  # a thread of this worker, like the purge
-    return wsgi_as_asgi(flask_app, settings.threads, body_policy(settings))
+    # Messages are answered on the event loop where they can be (secretlink/web/fast_path.py).
+    fast = flask_app.extensions["secretlink.fast_path"]
+    return wsgi_as_asgi(flask_app, settings.threads, body_policy(settings), fast.answer_on_loop)
 
 
 def start_purge_thread(settings: Settings) -> None:

@@ -21,6 +21,8 @@ holds the database's write lock (docs/PERFORMANCE.md has the profile behind this
   released, and SQLite's own lock is never contended by message writers.
 """
 
+import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -57,6 +59,8 @@ Admit = Callable[[object, list[dict]], list[str]]
 class _Pending:
     row: dict
     done: threading.Event = field(default_factory=threading.Event)
+    # For insert_async: the event loop and the future its caller awaits instead.
+    waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future] | None = None
     outcome: str | None = None
     error: BaseException | None = None
 
@@ -111,6 +115,34 @@ class _NoLock:
         pass
 
 
+def _result(pending: _Pending) -> str:
+    if pending.error is not None:
+        raise pending.error
+    return pending.outcome
+
+
+def _wake(batch: list[_Pending]) -> None:
+    """Tell a batch's callers it is settled: threads each by their event, event loops
+    once each for all their futures."""
+    futures: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
+    for pending in batch:
+        if pending.waiter is None:
+            pending.done.set()
+        else:
+            loop, future = pending.waiter
+            futures.setdefault(loop, []).append(future)
+    for loop, waiting in futures.items():
+        # RuntimeError: the loop was closed (its worker is stopping): nobody waits.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, waiting)
+
+
+def _settle(futures: list[asyncio.Future]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
+
+
 def _writer_lock(engine: Engine):
     database = engine.url.database
     if engine.dialect.name == "sqlite" and database and database != ":memory:":
@@ -147,9 +179,19 @@ class GroupCommit:
         self._queue.put(pending)
         self._ensure_writer()  # after the put: see _run, which ends when idle
         pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        return pending.outcome
+        return _result(pending)
+
+    async def insert_async(self, row: dict) -> str:
+        """insert() for a caller on an event loop, which stays free while the commit
+        runs: the writer wakes the loop once per batch, not a thread per message.
+        Cancelling the caller does not take the row back: it is stored or refused
+        like any other."""
+        loop = asyncio.get_running_loop()
+        pending = _Pending(row, waiter=(loop, loop.create_future()))
+        self._queue.put(pending)
+        self._ensure_writer()
+        await asyncio.shield(pending.waiter[1])
+        return _result(pending)
 
     def _ensure_writer(self) -> None:
         # Started on use, so that it lives in the process that serves (the server forks
@@ -203,8 +245,7 @@ class GroupCommit:
                     pending.error = error
         finally:
             self._committed([pending.row for pending in batch if pending.outcome == STORED])
-            for pending in batch:
-                pending.done.set()
+            _wake(batch)
 
     def _committed(self, rows: list[dict]) -> None:
         """After the commit, before the requests answer: a sender with a 201 knows the

@@ -332,6 +332,13 @@ class Storage:
         row = new_message_row(public_key, envelope, spend)
         return _stored(row["id"], self._group_commit.insert(row))
 
+    async def add_message_async(
+        self, public_key: str, envelope: bytes, spend: Spend | None = None
+    ) -> str | None:
+        """add_message() for a caller on an event loop (secretlink/web/fast_path.py)."""
+        row = new_message_row(public_key, envelope, spend)
+        return _stored(row["id"], await self._group_commit.insert_async(row))
+
     def insert_message(
         self, connection, public_key: str, envelope: bytes, spend: Spend | None = None
     ) -> str | None:

@@ -36,6 +36,7 @@ Two kinds of counter, so that nobody can spend a budget that is not theirs:
 
 import hashlib
 import ipaddress
+import logging
 import math
 import secrets
 import threading
@@ -52,6 +53,7 @@ from secretlink.web import onion
 from secretlink.web.errors import ApiError
 
 ROTATE_SECONDS = 3600
+LIMITER_LOG = logging.getLogger("flask-limiter")
 CLIENT_KEY_PURPOSE = b"secretlink/v1/client-rate-key"
 
 
@@ -188,6 +190,10 @@ class ClientBudget:
         """Count one request; the limit it broke (counting stops there), or None."""
         for item in self._items:
             if not self._strategy.hit(item, "secretlink", client, self._scope):
+                # Flask-Limiter's line, on its logger (kept quiet below DEBUG: logs.py).
+                LIMITER_LOG.info(
+                    "ratelimit %s (%s) exceeded at endpoint: %s", item, client, self._scope
+                )
                 return item
         return None
 

@@ -18,7 +18,7 @@ from secretlink.crypto.envelope import MAX_ENVELOPE
 from secretlink.crypto.keys import check_public_key
 from secretlink.store import quotas
 from secretlink.store.blobs import BlobError, valid_blob_id
-from secretlink.store.storage import NotTaken, PuzzleUsed, received_at_text
+from secretlink.store.storage import NotTaken, PuzzleUsed, Spend, received_at_text
 from secretlink.web.api.attachments import as_api_error
 from secretlink.web.api.common import (
     PREFIX,
@@ -119,37 +119,73 @@ def post_message(public_key: str):
 def submit(public_key: str, body: dict) -> str:
     """Check and store one message for a checked inbox key; its id, or ApiError.
 
-    Needs the app's context (its services), not a request's.
+    Needs the app's context (its services), not a request's. The fast path's copy
+    for an event loop (secretlink/web/fast_path.py) runs the same steps around an
+    awaited store.
     """
-    envelope = envelope_from(string_field(body, "ciphertext"))
-    blob_ids = blob_ids_field(body)
+    envelope, blob_ids = parsed_message(body)
     try:
-        if blob_ids:
-            check_blobs(public_key, blob_ids)
-        # The shared budgets are looked at, not spent, before the puzzle is verified.
-        budgets().check_message(public_key)
-        # Verified here; spent in the transaction that stores the message, where the
-        # inbox's state (paused, moved on, disabled, its hourly cap) and the quotas
-        # are decided too, once per batch of messages: a message refused there keeps
-        # its puzzle, and an accepted one costs its request no database call.
-        spend = proof_of_work().verify(public_key, body.get("puzzle"), body.get("solution"))
-    except ApiError:
-        # Refused here: the inbox's own state is the first thing a refusal names (no
-        # such inbox, paused, ...), as docs/API.md orders them; looked up only now.
-        refuse_closed(public_key, sending=True)
-        raise
+        spend = admissible(public_key, body, blob_ids)
+    except ApiError as error:
+        raise refusal_first(public_key, error) from None
     try:
         if blob_ids:
             # One transaction: the message, its puzzle and the links to its blobs.
             message_id = blob_store().add_message(public_key, envelope, blob_ids, spend)
         else:
             message_id = storage().add_message(public_key, envelope, spend)
-    except (quotas.QuotaExceeded, BlobError) as refused:
-        raise as_api_error(refused) from None
-    except PuzzleUsed:
-        raise puzzle_used() from None
-    except NotTaken as refused:
-        raise sending_refusal(public_key, refused.reason) from None
+    except STORAGE_REFUSALS as refused:
+        raise storage_refusal(public_key, refused) from None
+    return accepted(public_key, message_id)
+
+
+def parsed_message(body: dict) -> tuple[bytes, list[str]]:
+    """The envelope and the blobs the body lists, or ApiError (400, 413): what is
+    wrong with the request itself, answered before anything about the inbox."""
+    return envelope_from(string_field(body, "ciphertext")), blob_ids_field(body)
+
+
+def admissible(public_key: str, body: dict, blob_ids: list[str]) -> Spend | None:
+    """The puzzle's spend if the inbox may be sent this message now, or ApiError. Reads
+    no database unless a blob is listed (or a stale puzzle needs the current
+    difficulty) and counts nothing."""
+    if blob_ids:
+        check_blobs(public_key, blob_ids)
+    # The shared budgets are looked at, not spent, before the puzzle is verified.
+    budgets().check_message(public_key)
+    # Verified here; spent in the transaction that stores the message, where the
+    # inbox's state (paused, moved on, disabled, its hourly cap) and the quotas are
+    # decided too, once per batch of messages: a message refused there keeps its
+    # puzzle, and an accepted one costs its request no database call.
+    return proof_of_work().verify(public_key, body.get("puzzle"), body.get("solution"))
+
+
+def refusal_first(public_key: str, error: ApiError) -> ApiError:
+    """The answer to a message admissible() refused: the inbox's own state if it
+    refuses messages (no such inbox, paused, ...), since docs/API.md names that
+    first; looked up only now, on the way out. Else `error`."""
+    try:
+        refuse_closed(public_key, sending=True)
+    except ApiError as closed:
+        return closed
+    return error
+
+
+# What storing a message can refuse it for, beside an unknown inbox.
+STORAGE_REFUSALS = (quotas.QuotaExceeded, BlobError, PuzzleUsed, NotTaken)
+
+
+def storage_refusal(public_key: str, refused: Exception) -> ApiError:
+    """The answer to a message that storing refused (one of STORAGE_REFUSALS)."""
+    if isinstance(refused, PuzzleUsed):
+        return puzzle_used()
+    if isinstance(refused, NotTaken):
+        return sending_refusal(public_key, refused.reason)
+    return as_api_error(refused)
+
+
+def accepted(public_key: str, message_id: str | None) -> str:
+    """The stored message's id, once counted; 404 if its inbox did not exist."""
     if message_id is None:
         raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
     # Accepted: only now does the message count for its inbox and the instance.
