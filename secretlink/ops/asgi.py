@@ -248,6 +248,10 @@ class BufferedWSGI:
     file): after its first MiB it is sent one piece at a time, each read in a thread
     hop of its own, so memory stays constant and a slow reader holds no thread while
     it reads. The WSGI environ is built by a2wsgi.
+
+    Before the hop, `on_loop` may answer the request on the event loop itself: the
+    message fast path (secretlink/web/fast_path.py), whose message waits for its
+    commit without a thread.
     """
 
     def __init__(self, wsgi_app: Callable, threads: int, on_loop: OnLoop | None = None):
