@@ -159,7 +159,9 @@ class MessageFastPath:
 
     async def submit_on_loop(self, key_text: str, fields: dict, in_thread: InThread) -> Outcome:
         """messages.submit's steps, the store awaited and the refusals' lookups (the
-        inbox's state, its hourly cap) in a thread."""
+        inbox's state, its hourly cap) in a thread. The app's context is pushed only
+        between awaits: the other requests on the loop run in between."""
+        refused = None
         with self.app.app_context():
             try:
                 public_key = inbox_key(key_text)
@@ -169,9 +171,10 @@ class MessageFastPath:
             try:
                 spend = messages.admissible(public_key, fields, [])
             except ApiError as error:
-                return Outcome.of(
-                    await in_thread(self.in_context, messages.refusal_first, public_key, error)
-                )
+                refused = error
+        if refused is not None:
+            first = messages.refusal_first
+            return Outcome.of(await in_thread(self.in_context, first, public_key, refused))
         storage = self.app.extensions["secretlink.storage"]
         try:
             message_id = await storage.add_message_async(public_key, envelope, spend)
