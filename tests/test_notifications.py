@@ -24,6 +24,7 @@ from sqlalchemy import text
 
 from secretlink.client.cli import main
 from secretlink.crypto import b64encode, generate_keypair, seal
+from secretlink.crypto.attachments import new_attachment
 from secretlink.notify import worker
 from secretlink.notify.addresses import AddressRefused, is_global, pinned_session
 from secretlink.notify.service import Notifications
@@ -314,6 +315,23 @@ def test_a_due_time_is_a_random_minute_within_the_delay_and_messages_share_it(
     assert len(receiver.requests) == 1
     send_message(client, keypair, "four")  # a new message after it: a new notification
     assert len(service(app).queue.pending()) == 1
+
+
+def test_a_message_with_files_marks_its_inbox_due_in_its_transaction(client, app, inbox, receiver):
+    """The other way a message is stored (with its blobs linked, secretlink.store.blobs)
+    marks its inbox due too, in the same transaction."""
+    from test_attachments_api import accept_attachments, upload
+    from test_attachments_api import send as send_with_files
+
+    keypair, token = inbox
+    accept_attachments(client, keypair, token)
+    configure(client, keypair, token, webhook=f"{receiver.url}/hook")
+    data = b"a file's bytes" * 100
+    entry = new_attachment("notes.txt", "text/plain", len(data))
+    blob_id = upload(client, keypair, entry, data)
+    answer = send_with_files(client, keypair, "with a file", (entry,), [blob_id])
+    assert answer.status_code == 201, answer.get_json()
+    assert list(service(app).queue.pending()) == [keypair.public_key_text]
 
 
 def test_a_push_target_with_a_delay_is_pushed_once_after_the_delay_not_before(
@@ -745,7 +763,7 @@ def test_a_notification_problem_never_fails_a_submission(client, app, inbox, mon
     def broken(*args, **kwargs):
         raise RuntimeError("database hiccup")
 
-    monkeypatch.setattr(Notifications, "message_stored", broken)
+    monkeypatch.setattr(Notifications, "mark_due_in", broken)
     send_message(client, keypair)  # still 201
 
 

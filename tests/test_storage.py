@@ -330,17 +330,36 @@ def test_the_writer_stores_times_in_sqlalchemys_text_format(tmp_path):
         storage.engine.dispose()
 
 
-def test_listeners_hear_of_stored_messages_and_cannot_fail_them(storage):
-    """on_stored (the notifications) is told the inboxes that got messages, after the
-    commit and before add_message returns; a listener that raises is logged, and the
-    message is stored all the same."""
+def test_markers_run_in_the_storing_transaction_and_cannot_fail_it(storage):
+    """on_stored (the notifications' due marks) runs in the transaction that stores
+    the messages, told their inboxes, and its writes commit with them; a marker that
+    fails is logged and undone alone (a savepoint: on PostgreSQL a failed statement
+    would otherwise spoil the whole transaction), and the message is stored all the
+    same."""
     heard: list[list[str]] = []
-    storage.on_stored(heard.append)
-    storage.on_stored(lambda keys: 1 / 0)
+
+    def set_prompt(cursor, inbox_keys: list[str], prompt: str) -> None:
+        # Keys are base64url (no quotes): written in, since the drivers' parameter
+        # styles differ.
+        for key in inbox_keys:
+            cursor.execute(f"UPDATE inboxes SET prompt = '{prompt}' WHERE public_key = '{key}'")
+
+    def marks(cursor, inbox_keys: list[str]) -> None:
+        heard.append(inbox_keys)
+        set_prompt(cursor, inbox_keys, "marked")
+
+    def fails(cursor, inbox_keys: list[str]) -> None:
+        set_prompt(cursor, inbox_keys, "undone")
+        cursor.execute("SELECT * FROM no_such_table")
+
+    storage.on_stored(marks)
+    storage.on_stored(fails)
     public_key = new_inbox(storage)
     assert storage.add_message(public_key, b"sealed") is not None
     assert heard == [[public_key]]
-    assert storage.add_message("u" * 43, b"nobody's") is None  # refused: nobody told
+    assert storage.get_inbox(public_key).prompt == "marked"
+    assert len(listed_ids(storage, public_key)) == 1
+    assert storage.add_message("u" * 43, b"nobody's") is None  # refused: nobody marked
     assert heard == [[public_key]]
 
 

@@ -15,13 +15,14 @@ the sender's `done` then leaves it, so that message gets a notification of its o
 
 import secrets
 from datetime import datetime, timedelta
+from functools import cached_property
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 
 from secretlink.notify.tables import NotifyDueRow
-from secretlink.notify.upsert import insert_or
+from secretlink.notify.upsert import upsert
+from secretlink.store.raw_sql import Compiled
 from secretlink.store.storage import coarse, utcnow
 
 CLAIM_BATCH = 10
@@ -37,24 +38,29 @@ class DueQueue:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def mark_due(self, inbox_key: str, due_at: datetime) -> None:
-        """Mark the inbox due at `due_at`, unless it is already waiting (batching).
+    @cached_property
+    def _mark(self) -> Compiled:
+        """mark_due_in's statement, run by the writer for every batch: compiled once."""
+        table = NotifyDueRow.__table__
+        marked = {
+            "inbox_key": bindparam("inbox"),
+            "due_at": bindparam("due_at", type_=table.c.due_at.type),
+            "claimed": False,
+        }
+        statement = upsert(
+            self.engine.dialect, table, marked, update=("due_at", "claimed"), where=table.c.claimed
+        )
+        return Compiled(statement, self.engine.dialect)
+
+    def mark_due_in(self, cursor, inbox_key: str, due_at: datetime) -> None:
+        """Mark the inbox due at `due_at`, unless it is already waiting (batching), in the
+        transaction that stores its message, on that transaction's DB-API cursor
+        (Notifications.mark_due_in): the message and its mark commit together.
 
         A row a sender holds is not waiting: the notification being sent may have
         left before this message came, so the row is re-armed for `due_at`.
         """
-        table = NotifyDueRow.__table__
-        try:
-            with self.engine.begin() as connection:
-                insert_or(
-                    connection,
-                    table,
-                    {"inbox_key": inbox_key, "due_at": due_at, "claimed": False},
-                    update=("due_at", "claimed"),
-                    where=table.c.claimed,
-                )
-        except IntegrityError:
-            pass  # the inbox was deleted meanwhile: nothing to tell anyone
+        cursor.execute(self._mark.sql, self._mark.parameters(inbox=inbox_key, due_at=due_at))
 
     def claim(self, lease_minutes: int, now: datetime | None = None) -> list[tuple[str, datetime]]:
         """Claim up to CLAIM_BATCH due inboxes: [(inbox key, lease minute)].

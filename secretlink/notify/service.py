@@ -1,7 +1,6 @@
 """The notifier of one instance: its settings, keys, targets and queue, in one object
 that the API and the sender share."""
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,8 +13,6 @@ from secretlink.notify.queue import CLAIM_BATCH, DueQueue, due_minute
 from secretlink.notify.targets import TargetStore
 from secretlink.settings import Settings
 from secretlink.store.storage import utcnow
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -55,25 +52,18 @@ class Notifications:
     def vapid_public_key(self) -> str:
         return keys.public_key_text(self.vapid_key)
 
-    def message_stored(self, inbox_key: str, now: datetime | None = None) -> None:
-        """Mark the inbox due if its owner wants notifications (called after a message
-        is stored). Cheap: one lookup by primary key, and one insert when wanted."""
-        if not self.enabled:
-            return
-        targets = self.targets.get(inbox_key)
-        if targets is not None:
-            self.queue.mark_due(inbox_key, due_minute(now or utcnow(), targets.max_delay_minutes))
-
-    def messages_stored(self, inbox_keys: list[str]) -> None:
-        """message_stored for each inbox of a committed batch (Storage.on_stored, in
-        the writer's thread). The messages are stored already: a problem here (a
-        database hiccup, a target sealed under an old key) is logged and forgotten,
-        never the sender's error."""
+    def mark_due_in(self, cursor, inbox_keys: list[str], now: datetime | None = None) -> None:
+        """Mark due each of `inbox_keys` whose owner wants notifications, in the
+        transaction that stores their messages (Storage.on_stored, on the writer's
+        DB-API cursor): a message and its notification's due mark commit together,
+        with one fsync, and a sender with a 201 knows the notification is on its way.
+        Cheap: one lookup by primary key per inbox, and one upsert when wanted."""
+        now = now or utcnow()
         for inbox_key in inbox_keys:
-            try:
-                self.message_stored(inbox_key)
-            except Exception:
-                log.exception("could not mark an inbox due for its notification")
+            targets = self.targets.get_in(cursor, inbox_key)
+            if targets is not None:
+                due_at = due_minute(now, targets.max_delay_minutes)
+                self.queue.mark_due_in(cursor, inbox_key, due_at)
 
     def sender(self) -> Sender:
         settings = self.settings

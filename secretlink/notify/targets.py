@@ -4,6 +4,7 @@ subscription and/or a webhook URL; how each is checked, and how it is kept (seal
 
 import json
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import bindparam, delete, select
@@ -13,6 +14,7 @@ from secretlink.notify.addresses import AddressRefused, parse_url
 from secretlink.notify.keys import Sealer, SealError, b64url_decode
 from secretlink.notify.tables import NotifyTargetRow
 from secretlink.notify.upsert import insert_or
+from secretlink.store.raw_sql import Compiled
 
 DEFAULT_TEXT = "New message"
 MAX_TEXT_CHARS = 100
@@ -158,6 +160,7 @@ def updated(current: Targets | None, body: dict, allow_local: bool) -> Targets:
 # Read after every message stored: built once, so a send does not pay for building
 # and hashing the statement again (docs/PERFORMANCE.md, "P1").
 SEALED_QUERY = select(NotifyTargetRow.sealed).where(NotifyTargetRow.inbox_key == bindparam("inbox"))
+DELETE_STATEMENT = delete(NotifyTargetRow).where(NotifyTargetRow.inbox_key == bindparam("inbox"))
 
 
 class TargetStore:
@@ -167,17 +170,43 @@ class TargetStore:
         self.engine = engine
         self.sealer = sealer
 
+    # For get_in(), run by the writer for every batch of messages: compiled once.
+    @cached_property
+    def _sealed(self) -> Compiled:
+        return Compiled(SEALED_QUERY, self.engine.dialect)
+
+    @cached_property
+    def _delete(self) -> Compiled:
+        return Compiled(DELETE_STATEMENT, self.engine.dialect)
+
     def get(self, inbox_key: str) -> Targets | None:
         """The inbox's targets; None if it has none, or if they no longer open (the
         instance's secret key changed): such a row is useless and is deleted."""
         with self.engine.connect() as connection:
             sealed = connection.scalar(SEALED_QUERY, {"inbox": inbox_key})
+        targets = self._opened(inbox_key, sealed)
+        if targets is None and sealed is not None:
+            self.delete(inbox_key)
+        return targets
+
+    def get_in(self, cursor, inbox_key: str) -> Targets | None:
+        """get() in the caller's transaction, on its DB-API cursor (the writer's, for
+        Notifications.mark_due_in)."""
+        cursor.execute(self._sealed.sql, self._sealed.parameters(inbox=inbox_key))
+        found = cursor.fetchone()
+        sealed = None if found is None else bytes(found[0])
+        targets = self._opened(inbox_key, sealed)
+        if targets is None and sealed is not None:
+            cursor.execute(self._delete.sql, self._delete.parameters(inbox=inbox_key))
+        return targets
+
+    def _opened(self, inbox_key: str, sealed: bytes | None) -> Targets | None:
+        """The targets a row holds; None if there is none or it no longer opens."""
         if sealed is None:
             return None
         try:
             return Targets.from_bytes(self.sealer.open(inbox_key, sealed))
         except SealError:
-            self.delete(inbox_key)
             return None
 
     def put(self, inbox_key: str, targets: Targets) -> None:
@@ -192,9 +221,7 @@ class TargetStore:
 
     def delete(self, inbox_key: str) -> bool:
         with self.engine.begin() as connection:
-            result = connection.execute(
-                delete(NotifyTargetRow).where(NotifyTargetRow.inbox_key == inbox_key)
-            )
+            result = connection.execute(DELETE_STATEMENT, {"inbox": inbox_key})
             return result.rowcount > 0
 
     def copy(self, from_key: str, to_key: str) -> bool:

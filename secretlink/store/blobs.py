@@ -457,7 +457,6 @@ class BlobStore:
                     "blob_used",
                     "a listed blob was sent with another message or deleted meanwhile",
                 )
-        self.storage.stored([public_key])  # committed: the notifications
         return message_id
 
     # ---- deleting ----

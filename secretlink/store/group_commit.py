@@ -156,12 +156,13 @@ class GroupCommit:
         engine: Engine,
         messages: Table,
         admit: Admit | None = None,
-        after_commit: Callable[[list[dict]], None] | None = None,
+        after_insert: Callable[[object, list[dict]], None] | None = None,
     ):
         self._engine = engine
         self._admit = admit
-        # Given the rows a commit stored, once per batch (the notifications).
-        self._after_commit = after_commit
+        # Given the cursor and the rows stored, once per batch, in the transaction
+        # (the notifications' due marks commit with their messages).
+        self._after_insert = after_insert
         self._statement = _Statement(engine, messages)
         self._sqlite = engine.dialect.name == "sqlite"
         self._dbapi = engine.dialect.loaded_dbapi
@@ -244,14 +245,7 @@ class GroupCommit:
                 if pending.outcome is None:
                     pending.error = error
         finally:
-            self._committed([pending.row for pending in batch if pending.outcome == STORED])
             _wake(batch)
-
-    def _committed(self, rows: list[dict]) -> None:
-        """After the commit, before the requests answer: a sender with a 201 knows the
-        owner's notification is on its way (Storage.on_stored, which never raises)."""
-        if rows and self._after_commit is not None:
-            self._after_commit(rows)
 
     def _write_one(self, row: dict) -> str:
         """Insert one row; UNKNOWN_INBOX when the foreign key says its inbox does not exist."""
@@ -273,13 +267,14 @@ class GroupCommit:
                     # Take SQLite's write lock at once rather than upgrade to it midway.
                     cursor.execute("BEGIN IMMEDIATE")
                 outcomes = self._admit(cursor, rows) if self._admit else [STORED] * len(rows)
-                admitted = [
-                    self._statement.parameters(row)
-                    for row, outcome in zip(rows, outcomes, strict=True)
-                    if outcome == STORED
+                stored = [
+                    row for row, outcome in zip(rows, outcomes, strict=True) if outcome == STORED
                 ]
-                if admitted:
-                    cursor.executemany(self._statement.sql, admitted)
+                if stored:
+                    parameters = [self._statement.parameters(row) for row in stored]
+                    cursor.executemany(self._statement.sql, parameters)
+                    if self._after_insert is not None:
+                        self._after_insert(cursor, stored)
                 connection.commit()
                 cursor.close()
             except BaseException:

@@ -206,8 +206,9 @@ class NotTaken(Exception):
 # Given the writer's cursor inside its transaction and the batch's rows: for each row,
 # None if it may be stored, or why not.
 Check = Callable[[object, list[dict]], list[str | None]]
-# Told, after the commit, the inboxes that got messages (one call per batch).
-Listener = Callable[[list[str]], None]
+# Given the cursor of the transaction that stores messages and the inboxes they went to
+# (each once, one call per batch): work that commits with them (the notifications).
+Marker = Callable[[object, list[str]], None]
 
 
 class Storage:
@@ -219,9 +220,9 @@ class Storage:
         )
         self._spends = SpendGate(engine.dialect, UsedNonceRow.__table__)
         self._checks: list[Check] = []
-        self._listeners: list[Listener] = []
+        self._markers: list[Marker] = []
         self._group_commit = GroupCommit(
-            engine, MessageRow.__table__, admit=self._admit, after_commit=self._committed
+            engine, MessageRow.__table__, admit=self._admit, after_insert=self._mark
         )
 
     def add_check(self, check: Check) -> None:
@@ -230,22 +231,26 @@ class Storage:
         own state (secretlink.store.inbox_settings.SendingGate)."""
         self._checks.append(check)
 
-    def on_stored(self, listener: Listener) -> None:
-        """Have `listener` told the inboxes that got messages, after each commit (the
-        notifications); a listener that fails is logged, never the sender's error."""
-        self._listeners.append(listener)
+    def on_stored(self, marker: Marker) -> None:
+        """Have `marker` run in each transaction that stores messages, told the inboxes
+        they went to (the notifier marks them due: the mark commits with the messages,
+        in the same fsync). A marker that fails is logged and its work undone, never
+        the sender's error: the messages are stored all the same."""
+        self._markers.append(marker)
 
-    def stored(self, inbox_keys: list[str]) -> None:
-        """Tell the listeners; for a message stored in a caller's own transaction
-        (insert_message), called by that caller once it committed."""
-        for listener in self._listeners:
+    def _mark(self, cursor, rows: list[dict]) -> None:
+        """The markers, inside the transaction that stores `rows`, each in a savepoint:
+        a failing one (on PostgreSQL a failed statement spoils the transaction) is
+        rolled back alone."""
+        inbox_keys = list(dict.fromkeys(row["inbox_key"] for row in rows))
+        for marker in self._markers:
+            cursor.execute("SAVEPOINT stored_marks")
             try:
-                listener(inbox_keys)
+                marker(cursor, inbox_keys)
             except Exception:
-                log.exception("a listener of stored messages failed")
-
-    def _committed(self, rows: list[dict]) -> None:
-        self.stored(list(dict.fromkeys(row["inbox_key"] for row in rows)))
+                log.exception("marking stored messages failed; they are stored all the same")
+                cursor.execute("ROLLBACK TO SAVEPOINT stored_marks")
+            cursor.execute("RELEASE SAVEPOINT stored_marks")
 
     @property
     def quotas(self) -> Quotas:
@@ -349,12 +354,13 @@ class Storage:
         cursor = connection.connection.dbapi_connection.cursor()
         try:
             [outcome] = self._admit(cursor, [row])
+            message_id = _stored(row["id"], outcome)
+            if message_id is not None:
+                columns = {name: row[name] for name in MESSAGE_COLUMNS}
+                connection.execute(MessageRow.__table__.insert().values(**columns))
+                self._mark(cursor, [row])
         finally:
             cursor.close()
-        message_id = _stored(row["id"], outcome)
-        if message_id is not None:
-            columns = {name: row[name] for name in MESSAGE_COLUMNS}
-            connection.execute(MessageRow.__table__.insert().values(**columns))
         return message_id
 
     def _admit(self, cursor, rows: list[dict]) -> list[str]:

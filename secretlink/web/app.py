@@ -85,7 +85,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Decided where messages are stored, in the writer's transaction, not in each
     # sender's request: whether the inbox takes messages now, and who to tell.
     storage.add_check(SendingGate(storage.engine.dialect).refusals)
-    storage.on_stored(notifier.messages_stored)
+    if notifier.enabled:
+        storage.on_stored(notifier.mark_due_in)
 
     origin.install(app)  # before the routes: it sets how the URL map treats slashes
     for blueprint in api.BLUEPRINTS:

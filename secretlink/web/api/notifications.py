@@ -1,8 +1,9 @@
 """Notifications: the owner shows, sets and removes where "new message" is sent.
 
 The notifier itself is secretlink.notify; this blueprint checks the owner's token
-and the body. The message path does not call it: storage tells the notifier which
-inboxes got messages after each commit (create_app wires Storage.on_stored).
+and the body. The message path does not call it: storage has the notifier mark the
+inboxes that got messages due, in the transaction that stores them (create_app wires
+Storage.on_stored).
 """
 
 from flask import Blueprint, current_app, jsonify
