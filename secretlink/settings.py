@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from limits import parse_many
-
 from secretlink.crypto.origin import InvalidOriginError, canonical_origin, url_rest
 
 # The largest v1 envelope (see crypto/SPEC.md); repeated here to keep this module light.
@@ -110,6 +108,10 @@ def _log_level(text: str) -> str:
 
 
 def _rate_limit(text: str) -> str:
+    # Imported here, not at the top: the CLI reads settings too (the Argon2 cost of
+    # new key files) and should not load the rate-limit library at every start.
+    from limits import parse_many
+
     try:
         parse_many(text)
     except ValueError:
