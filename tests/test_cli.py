@@ -115,6 +115,26 @@ def test_read_pages_through_more_than_one_page(link, live_server, key_file):
     assert texts == [f"message {i}" for i in reversed(range(55))]
 
 
+def test_a_failing_later_page_fails_the_read_cleanly(link, live_server, key_file, monkeypatch):
+    """The next page is fetched in a thread while this one is opened: its failure still
+    reaches the command as one clear line, and nothing is printed as if read."""
+    from secretlink.client.http import Api, ClientError
+
+    for i in range(55):
+        run("send", link, f"message {i}")
+    call = Api.call
+
+    def second_page_fails(self, method, path, **kwargs):
+        if (kwargs.get("params") or {}).get("before"):
+            raise ClientError("the connection to the server broke")
+        return call(self, method, path, **kwargs)
+
+    monkeypatch.setattr(Api, "call", second_page_fails)
+    result = run("inbox", "read", "--server", live_server.url, "--key-file", key_file, "--json")
+    assert_fails_cleanly(result, "the connection to the server broke")
+    assert result.stdout == ""
+
+
 def test_server_comes_from_the_key_file_when_not_given(live_server, tmp_path):
     path = str(tmp_path / "with-server.key")
     run("keygen", "--key-file", path, "--server", live_server.url)

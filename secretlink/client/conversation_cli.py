@@ -19,6 +19,7 @@ import click
 from secretlink.client.conversation_state import DeviceState, state_dir, write_private
 from secretlink.client.http import (
     Api,
+    CipherMessage,
     ClientError,
     InboxClient,
     Link,
@@ -118,21 +119,33 @@ def conversation_entry(message: ConversationMessage, reading: Reading) -> dict:
     }
 
 
+def open_cipher(side: Side, cipher: CipherMessage) -> object:
+    """The message's envelope opened (a Message or a conversation message), or the
+    SecretlinkCryptoError that says why it could not be."""
+    try:
+        return open_any(
+            b64decode(cipher.ciphertext),
+            side.keypair.secret_key,
+            side.keypair.public_key,
+            attachments=True,
+        )
+    except SecretlinkCryptoError as exc:
+        return exc
+
+
 def sync(side: Side, client: InboxClient, state: DeviceState) -> list[dict]:
     """Fetch the inbox and read every message oldest first (the order the checks of
-    SPEC 5.9 expect); return one entry per message, oldest first, and save the state."""
-    stored = list(client.messages())
+    SPEC 5.9 expect); return one entry per message, oldest first, and save the state.
+    Each page's envelopes are opened as it arrives, while the next one is fetched
+    (InboxClient.messages); the checks then run oldest first."""
+    stored = [(cipher, open_cipher(side, cipher)) for cipher in client.messages()]
     stored.reverse()
     entries = []
-    for cipher in stored:
+    for cipher, opened in stored:
         entry: dict = {"id": cipher.id, "received_at": cipher.received_at, "text": None}
         try:
-            opened = open_any(
-                b64decode(cipher.ciphertext),
-                side.keypair.secret_key,
-                side.keypair.public_key,
-                attachments=True,
-            )
+            if isinstance(opened, SecretlinkCryptoError):
+                raise opened
             if isinstance(opened, Message):
                 if side.role == ROLE_SENDER:
                     # Anyone who knows the reply key (the server does) can seal plain

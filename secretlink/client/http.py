@@ -6,6 +6,7 @@ message is one sentence fit for a terminal.
 """
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
@@ -291,17 +292,34 @@ class InboxClient:
         return data
 
     def messages(self) -> Iterator[CipherMessage]:
-        """Every message, newest first, page by page."""
-        before = None
-        while True:
+        """Every message, newest first, page by page. The next page is fetched, in a
+        thread, while the caller works on this one: opening a page of sealed boxes
+        takes about as long as a page's round trip on a fast link (docs/PERFORMANCE.md,
+        "P3"). The caller makes no other request meanwhile, so the session is not
+        shared between threads at once."""
+        token = self.token()  # here, so that the thread never asks for one
+        path = f"{self.base}/messages"
+
+        def fetch(before: str | None) -> object:
             params = {"before": before} if before else None
-            page = self.api.call("GET", f"{self.base}/messages", token=self.token(), params=params)
-            if before is None and isinstance(page, dict) and isinstance(page.get("usage"), dict):
-                self.usage = page["usage"]
-            yield from message_page(page)
-            before = page.get("next")
-            if not before:
-                return
+            return self.api.call("GET", path, token=token, params=params)
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="secretlink-pages")
+        try:
+            pending = pool.submit(fetch, None)
+            first = True
+            while pending is not None:
+                page = pending.result()  # the thread's ClientError, raised here
+                if first and isinstance(page, dict) and isinstance(page.get("usage"), dict):
+                    self.usage = page["usage"]
+                first = False
+                listed = message_page(page)
+                before = page.get("next")
+                pending = pool.submit(fetch, before) if before else None
+                yield from listed
+        finally:
+            # A caller that stops early does not wait for a page it will not read.
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def delete(self, message_id: str) -> None:
         self.api.call(
