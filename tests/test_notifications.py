@@ -27,6 +27,7 @@ from secretlink.crypto import b64encode, generate_keypair, seal
 from secretlink.crypto.attachments import new_attachment
 from secretlink.notify import worker
 from secretlink.notify.addresses import AddressRefused, is_global, pinned_session
+from secretlink.notify.queue import DueQueue
 from secretlink.notify.service import Notifications
 from secretlink.store.storage import coarse, utcnow
 
@@ -757,14 +758,36 @@ def test_a_server_without_notifications_says_so(client, make_app, settings, inbo
 
 
 def test_a_notification_problem_never_fails_a_submission(client, app, inbox, monkeypatch):
+    """Marking fails after it wrote its row: the message is stored all the same (201),
+    and the half-done mark is undone with it (the savepoint), not committed."""
     keypair, token = inbox
     configure(client, keypair, token, webhook="https://ntfy.example/t")
+    mark = DueQueue.mark_due_in
 
-    def broken(*args, **kwargs):
+    def broken(self, cursor, inbox_key, due_at):
+        mark(self, cursor, inbox_key, due_at)
         raise RuntimeError("database hiccup")
 
-    monkeypatch.setattr(Notifications, "mark_due_in", broken)
-    send_message(client, keypair)  # still 201
+    monkeypatch.setattr(DueQueue, "mark_due_in", broken)
+    message_id = send_message(client, keypair)  # still 201
+    assert service(app).queue.pending() == {}
+    with service(app).engine.connect() as connection:
+        stored = connection.execute(text("SELECT id FROM messages")).scalars().all()
+    assert stored == [message_id]
+
+
+def test_a_message_after_the_instance_key_changed_drops_targets_it_cannot_open(
+    client, inbox, settings, make_app
+):
+    """The writer finds targets sealed under another instance key: of no use, they are
+    deleted in the message's transaction, and the message is stored."""
+    keypair, token = inbox
+    configure(client, keypair, token, webhook="https://ntfy.example/t")
+    other = make_app(replace(settings, secret_key="another-secret-key-of-enough-length-123"))
+    send_message(other.test_client(), keypair)
+    assert service(other).queue.pending() == {}
+    with service(other).engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM notify_targets")).scalar() == 0
 
 
 # ---- at rest ----

@@ -119,9 +119,10 @@ def conversation_entry(message: ConversationMessage, reading: Reading) -> dict:
     }
 
 
-def open_cipher(side: Side, cipher: CipherMessage) -> object:
-    """The message's envelope opened (a Message or a conversation message), or the
-    SecretlinkCryptoError that says why it could not be."""
+def open_cipher(
+    side: Side, cipher: CipherMessage
+) -> Message | ConversationMessage | SecretlinkCryptoError:
+    """The message's envelope opened, or the error that says why it could not be."""
     try:
         return open_any(
             b64decode(cipher.ciphertext),

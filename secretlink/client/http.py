@@ -306,14 +306,13 @@ class InboxClient:
 
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="secretlink-pages")
         try:
-            pending = pool.submit(fetch, None)
-            first = True
+            before = None
+            pending = pool.submit(fetch, before)
             while pending is not None:
                 page = pending.result()  # the thread's ClientError, raised here
-                if first and isinstance(page, dict) and isinstance(page.get("usage"), dict):
+                listed = message_page(page)  # ClientError unless it is a page
+                if before is None and isinstance(page.get("usage"), dict):
                     self.usage = page["usage"]
-                first = False
-                listed = message_page(page)
                 before = page.get("next")
                 pending = pool.submit(fetch, before) if before else None
                 yield from listed
