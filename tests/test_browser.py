@@ -220,6 +220,62 @@ def test_sender_sees_clear_errors(browser, live_server):
     sender.get_by_role("status").filter(has_text="too long").wait_for()
 
 
+# Records, in the page, every change to it after a press: when, whether Send was
+# disabled then, and what the status line said.
+WATCH_BUSY = """() => {
+  window.busyChanges = [];
+  const button = document.querySelector("#send");
+  const status = document.querySelector("#status");
+  const pressed = performance.now();
+  new MutationObserver(() => {
+    window.busyChanges.push({ at: performance.now() - pressed, disabled: button.disabled,
+                              status: status.textContent });
+  }).observe(document.body, { attributes: true, childList: true, subtree: true,
+                              characterData: true });
+}"""
+
+
+def test_a_send_shows_it_is_busy_only_once_it_takes_a_while(browser, live_server, page_errors):
+    """A quick send goes from Send to "Sent." with nothing changed on the page in
+    between (docs/PERFORMANCE.md, P4); one that takes longer disables Send and says
+    what it is doing; a second press while a message goes sends nothing more."""
+    keypair = generate_keypair()
+    owner = InboxClient(live_server.url, keypair)
+    sender = new_page(browser, page_errors)
+    sender.goto(owner.register("")["link"])
+    held = []
+    sender.route(
+        "**/messages", lambda route: held.append(route) if len(held) < 1 else route.continue_()
+    )
+    posts = []
+    sender.on("request", lambda request: request.url.endswith("/messages") and posts.append(1))
+
+    sender.get_by_label("Message").fill("a slow one")
+    sender.evaluate(WATCH_BUSY)
+    sender.get_by_role("button", name="Send").click()
+    sender.locator("#send:disabled").wait_for()  # the request is held: busy now
+    expect(sender.get_by_role("status")).to_have_text("Sending…")
+    changes = sender.evaluate("window.busyChanges")
+    # Nothing changed before the busy state's delay (300 ms after the press).
+    assert changes and min(change["at"] for change in changes) >= 250, changes
+    sender.get_by_role("button", name="Send").click(force=True)  # disabled: no effect
+    held[0].continue_()
+    sender.get_by_role("status").filter(has_text="Sent").wait_for()
+    expect(sender.get_by_role("button", name="Send")).to_be_enabled()
+
+    # Pressed twice at once: one message goes; the first send shows no busy state
+    # before its delay, however long it takes on this machine.
+    sender.get_by_label("Message").fill("a quick one")
+    sender.evaluate(WATCH_BUSY)
+    sender.evaluate("() => { for (const time of [1, 2]) document.querySelector('#send').click(); }")
+    expect(sender.get_by_label("Message")).to_have_value("")  # sent: the box is emptied
+    changes = sender.evaluate("window.busyChanges")
+    busy = [change for change in changes if change["disabled"] or "Send" in change["status"]]
+    assert all(change["at"] >= 250 for change in busy), changes
+    assert len(posts) == 2
+    assert len(list(owner.messages())) == 2
+
+
 def test_a_tampered_proof_of_work_worker_is_not_run(browser, live_server):
     """The worker's bytes must match the integrity hash in the page, or nothing is sent."""
     keypair = generate_keypair()

@@ -137,7 +137,7 @@ async function postMessage(ciphertext, attachments = []) {
     waiting = true;
     const { puzzle, solution } = await takeProof();
     performance.mark("secretlink:send:proof-ready");
-    say(t("Sending…"));
+    busy.say(t("Sending…"));
     try {
       return await send({ puzzle, solution });
     } catch (err) {
@@ -174,8 +174,42 @@ const SEND_ERRORS = {
     "Your message was not sent; try again later."),
 };
 
+// While a message goes: Send takes no second press at once, and shows that it is
+// busy (disabled, a spinner, the status line) only once the send has taken long
+// enough to notice. A quick send then goes straight to "Sent." with nothing on the
+// page changed while its request is on the way: each change would have the browser
+// lay out, hit-test under the pointer and paint again, on the same cores the request
+// needs (docs/PERFORMANCE.md, "P4: what the send costs").
+const BUSY_AFTER_MS = 300;
+const busy = {
+  active: false,
+  timer: null,
+  note: "",
+  start(note) {
+    this.active = true;
+    this.note = note;
+    // An earlier send's error goes at once: it is not this send's.
+    if ($("#status").dataset.kind === "error") say("");
+    this.timer = setTimeout(() => {
+      button.disabled = true;
+      say(this.note);
+    }, BUSY_AFTER_MS);
+  },
+  // A later step's note: shown now if the busy state shows, else when it does.
+  say(note) {
+    this.note = note;
+    if (this.active && button.disabled) say(note);
+  },
+  stop() {
+    clearTimeout(this.timer);
+    this.active = false;
+    button.disabled = false;
+  },
+};
+
 async function send(event) {
   event.preventDefault();
+  if (busy.active) return; // pressed again while a message goes
   const text = textarea.value;
   const files = chosenFiles();
   if (text.trim() === "" && !files.length) {
@@ -194,15 +228,14 @@ async function send(event) {
       "of their own."), "error");
     return;
   }
-  button.disabled = true;
-  say(t("Encrypting and sending…"));
+  busy.start(t("Encrypting and sending…"));
   let outgoing = [];
   try {
     // Reads every JPEG photo once when its metadata is to go (nothing is sent yet).
     outgoing = await prepareFiles(files);
   } catch (err) {
+    busy.stop();
     say(t("{error} Nothing was sent.", { error: err.message }), "error");
-    button.disabled = false;
     return;
   }
   const entries = outgoing.map((item) => item.entry);
@@ -241,7 +274,7 @@ async function send(event) {
   } finally {
     waiting = false;
     workNote = provingNote();
-    button.disabled = false;
+    busy.stop();
     keepFocus(button);
     prepareAhead(); // for a next message
   }
