@@ -269,7 +269,66 @@ def p3_cli_read(work: Path) -> Result:
 
 
 P4_WARM_UP = 2
-P4_ROUNDS = 15
+P4_ROUNDS = 60
+
+IDLE = "() => new Promise((idle) => requestIdleCallback(idle))"
+
+# The baseline: a fetch POST of `size` bytes to the trivial endpoint, timed in the
+# page, from an idle page: the last send's work ahead (a puzzle fetched, a seal
+# prepared) has finished, so none of it slows the baseline down.
+PLAIN_POST = """async (size) => {
+    await new Promise((idle) => requestIdleCallback(idle));
+    const body = JSON.stringify({ciphertext: "A".repeat(size - 18)});
+    const start = performance.now();
+    const r = await fetch("/bench/echo", {method: "POST", body,
+        headers: {"Content-Type": "application/json"}});
+    await r.json();
+    return performance.now() - start;
+}"""
+
+LAST_SEND = "() => performance.getEntriesByName('secretlink:send').pop().duration"
+
+
+def click_send(page) -> float:
+    """The goal's send: Playwright's click on Send right after its fill, then the
+    status line's "Sent"."""
+    page.evaluate("() => document.querySelector('#status').removeAttribute('data-kind')")
+    page.click("#send")
+    page.wait_for_selector("#status[data-kind=success]")
+    return page.evaluate(LAST_SEND)
+
+
+def submit_in_page(page) -> float:
+    """Reported beside the goal: the page's own cost with no input events at all. From
+    an idle page, the form's requestSubmit() (the submit event a click on Send fires),
+    the answer awaited in the page."""
+    page.evaluate(IDLE)
+    return page.evaluate(
+        """() => new Promise((resolve, reject) => {
+            const status = document.querySelector('#status');
+            status.removeAttribute('data-kind');
+            const watch = new MutationObserver(() => {
+                const kind = status.dataset.kind;
+                if (kind !== 'success' && kind !== 'error') return;
+                watch.disconnect();
+                if (kind === 'error') reject(new Error(status.textContent));
+                else resolve(performance.getEntriesByName('secretlink:send').pop().duration);
+            });
+            watch.observe(status, {attributes: true, attributeFilter: ['data-kind']});
+            document.querySelector('#send-form').requestSubmit();
+        })"""
+    )
+
+
+def p4_rounds(page, text: str, body_size: int, press, rounds: int = P4_ROUNDS):
+    """Send times and plain POST times, taking turns, after unmeasured warm-up rounds
+    (the goal is about a warmed-up page)."""
+    sends, posts = [], []
+    for _ in range(P4_WARM_UP + rounds):
+        page.fill("#message", text)
+        sends.append(press(page))
+        posts.append(page.evaluate(PLAIN_POST, body_size))
+    return sends[P4_WARM_UP:], posts[P4_WARM_UP:]
 
 
 def p4_sender_page(work: Path) -> Result:
@@ -280,70 +339,48 @@ def p4_sender_page(work: Path) -> Result:
         link = f"{server.url}/to/{keypair.public_key_text}"
         text = "m" * MAX_TEXT_BYTES
         body_size = len(message_body(keypair, text))
-        figures = {}
+        rounds = {}
         for label, flags in (("JIT", []), ("jitless", ["--js-flags=--jitless"])):
             browser = playwright.chromium.launch(
                 executable_path=CHROMIUM, args=CHROMIUM_FLAGS + flags
             )
             page = browser.new_page()
             page.goto(link)
-            transferred = page.evaluate(
-                "() => performance.getEntries().filter(e => 'transferSize' in e)"
-                ".reduce((sum, e) => sum + e.transferSize, 0)"
-            )
-            sends, posts = [], []
-            # Two unmeasured rounds first: the goal is about a warmed-up page.
-            for round_number in range(P4_WARM_UP + P4_ROUNDS):
-                page.fill("#message", text)
-                page.click("#send")
-                page.wait_for_selector("#status[data-kind=success]")
-                sends.append(
-                    page.evaluate(
-                        "() => performance.getEntriesByName('secretlink:send').pop().duration"
-                    )
+            if label == "JIT":
+                transferred = page.evaluate(
+                    "() => performance.getEntries().filter(e => 'transferSize' in e)"
+                    ".reduce((sum, e) => sum + e.transferSize, 0)"
                 )
-                page.evaluate(
-                    "() => { document.querySelector('#status').removeAttribute('data-kind'); }"
-                )
-                posts.append(
-                    page.evaluate(
-                        """async (size) => {
-                        const body = JSON.stringify({ciphertext: "A".repeat(size - 18)});
-                        const start = performance.now();
-                        const r = await fetch("/bench/echo", {method: "POST", body,
-                            headers: {"Content-Type": "application/json"}});
-                        await r.json();
-                        return performance.now() - start;
-                    }""",
-                        body_size,
-                    )
-                )
-                if round_number < P4_WARM_UP:
-                    sends.pop()
-                    posts.pop()
-            figures[label] = (transferred, sends, posts)
+                rounds["click"] = p4_rounds(page, text, body_size, click_send)
+                rounds["submit"] = p4_rounds(page, text, body_size, submit_in_page, 30)
+            else:
+                rounds["jitless"] = p4_rounds(page, text, body_size, click_send, 15)
             browser.close()
-    transferred, sends, posts = figures["JIT"]
-    _, jitless_sends, jitless_posts = figures["jitless"]
-    send_ms, post_ms = statistics.median(sends), statistics.median(posts)
-    jitless_ratio = statistics.median(jitless_sends) / statistics.median(jitless_posts)
+    ratios = {
+        label: statistics.median(sends) / statistics.median(posts)
+        for label, (sends, posts) in rounds.items()
+    }
+
+    def figure(label: str) -> str:
+        sends, posts = rounds[label]
+        return f"{spread(sends, ' ms', 1)} vs {spread(posts, ' ms', 1)}"
+
     size_ok = transferred <= 200 * 1024
-    ratio = send_ms / post_ms
     result = Result(
         "P4",
         "sender page",
-        ratio,
+        ratios["click"],
         "<=",
         1.5,
         [
             f"transfer for the sender page: {transferred / 1024:.1f} KiB (goal <= 200 KiB): "
             f"{'PASS' if size_ok else 'FAIL'}",
             f"Send to 201 for the largest message ({MAX_TEXT_BYTES} bytes of text, "
-            f"{body_size} bytes posted; {P4_ROUNDS} rounds after {P4_WARM_UP} warm-up ones, with "
-            f"JIT): {spread(sends, ' ms', 1)}; plain POST of {body_size} bytes from the page: "
-            f"{spread(posts, ' ms', 1)}",
-            f"--jitless: {spread(jitless_sends, ' ms', 1)} vs {spread(jitless_posts, ' ms', 1)} "
-            f"(ratio {jitless_ratio:.2f}, reported, not a goal)",
+            f"{body_size} bytes posted; with JIT, after {P4_WARM_UP} warm-up rounds) against "
+            f"a plain POST of {body_size} bytes from the idle page: {figure('click')}",
+            f"the form submitted by the idle page itself, no input events: "
+            f"{figure('submit')} (ratio {ratios['submit']:.2f}, reported, not the goal)",
+            f"--jitless: {figure('jitless')} (ratio {ratios['jitless']:.2f}, reported, not a goal)",
         ],
     )
     if not size_ok:
