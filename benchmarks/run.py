@@ -271,13 +271,14 @@ def p3_cli_read(work: Path) -> Result:
 P4_WARM_UP = 2
 P4_ROUNDS = 60
 
-IDLE = "() => new Promise((idle) => requestIdleCallback(idle))"
+# An idle callback, or at most a second's wait on a page that never goes idle.
+IDLE = "() => new Promise((idle) => requestIdleCallback(idle, {timeout: 1000}))"
 
 # The baseline: a fetch POST of `size` bytes to the trivial endpoint, timed in the
 # page, from an idle page: the last send's work ahead (a puzzle fetched, a seal
 # prepared) has finished, so none of it slows the baseline down.
 PLAIN_POST = """async (size) => {
-    await new Promise((idle) => requestIdleCallback(idle));
+    await new Promise((idle) => requestIdleCallback(idle, {timeout: 1000}));
     const body = JSON.stringify({ciphertext: "A".repeat(size - 18)});
     const start = performance.now();
     const r = await fetch("/bench/echo", {method: "POST", body,
@@ -315,6 +316,7 @@ def submit_in_page(page) -> float:
                 else resolve(performance.getEntriesByName('secretlink:send').pop().duration);
             });
             watch.observe(status, {attributes: true, attributeFilter: ['data-kind']});
+            setTimeout(() => reject(new Error('no answer in 30 s')), 30000);
             document.querySelector('#send-form').requestSubmit();
         })"""
     )

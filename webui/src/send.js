@@ -176,29 +176,39 @@ const SEND_ERRORS = {
 
 // While a message goes: Send takes no second press at once, and shows that it is
 // busy (disabled, a spinner, the status line) only once the send has taken long
-// enough to notice. A quick send then goes straight to "Sent." with nothing on the
-// page changed while its request is on the way: each change would have the browser
-// lay out, hit-test under the pointer and paint again, on the same cores the request
-// needs (docs/PERFORMANCE.md, "P4: what the send costs").
+// enough to notice. A quick send of a message whose puzzle is ready then goes
+// straight to "Sent." with nothing on the page changed while its request is on the
+// way: each change would have the browser lay out, hit-test under the pointer and
+// paint again, on the same cores the request needs (docs/PERFORMANCE.md, "P4: what
+// the send costs"). Steps that report as they go (the proof of work's progress, a
+// reply inbox being registered) write the status line themselves; the busy note
+// then never overwrites them.
 const BUSY_AFTER_MS = 300;
 const busy = {
   active: false,
   timer: null,
   note: "",
+  quiet: "", // the status line as the press left it
   start(note) {
     this.active = true;
     this.note = note;
     // An earlier send's error goes at once: it is not this send's.
     if ($("#status").dataset.kind === "error") say("");
+    this.quiet = $("#status").textContent;
     this.timer = setTimeout(() => {
       button.disabled = true;
-      say(this.note);
+      if (!this.spoken()) say(this.note);
     }, BUSY_AFTER_MS);
   },
-  // A later step's note: shown now if the busy state shows, else when it does.
+  // Whether the status line has said something since the press.
+  spoken() {
+    return $("#status").textContent !== this.quiet;
+  },
+  // A later step's note: shown now if the page already shows it is busy, else when
+  // it does.
   say(note) {
     this.note = note;
-    if (this.active && button.disabled) say(note);
+    if (button.disabled || this.spoken()) say(note);
   },
   stop() {
     clearTimeout(this.timer);
@@ -236,6 +246,7 @@ async function send(event) {
   } catch (err) {
     busy.stop();
     say(t("{error} Nothing was sent.", { error: err.message }), "error");
+    keepFocus(button);
     return;
   }
   const entries = outgoing.map((item) => item.entry);
