@@ -275,10 +275,9 @@ P4_ROUNDS = 60
 IDLE = "() => new Promise((idle) => requestIdleCallback(idle, {timeout: 1000}))"
 
 # The baseline: a fetch POST of `size` bytes to the trivial endpoint, timed in the
-# page, from an idle page: the last send's work ahead (a puzzle fetched, a seal
-# prepared) has finished, so none of it slows the baseline down.
+# page (p4_rounds waits for the idle page first: the last send's work ahead, a puzzle
+# fetched and a seal prepared, has finished, so none of it slows the baseline down).
 PLAIN_POST = """async (size) => {
-    await new Promise((idle) => requestIdleCallback(idle, {timeout: 1000}));
     const body = JSON.stringify({ciphertext: "A".repeat(size - 18)});
     const start = performance.now();
     const r = await fetch("/bench/echo", {method: "POST", body,
@@ -329,6 +328,7 @@ def p4_rounds(page, text: str, body_size: int, press, rounds: int = P4_ROUNDS):
     for _ in range(P4_WARM_UP + rounds):
         page.fill("#message", text)
         sends.append(press(page))
+        page.evaluate(IDLE)
         posts.append(page.evaluate(PLAIN_POST, body_size))
     return sends[P4_WARM_UP:], posts[P4_WARM_UP:]
 

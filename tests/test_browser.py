@@ -278,6 +278,24 @@ def test_a_send_shows_it_is_busy_only_once_it_takes_a_while(browser, live_server
     assert len(list(owner.messages())) == 2
 
 
+def test_the_busy_note_does_not_cover_a_step_that_reports_itself(browser, live_server, page_errors):
+    """A send that lets the recipient reply first registers an inbox and says so; when
+    the busy state shows (Send disabled), that line stays rather than the generic
+    "Encrypting and sending…"."""
+    owner = InboxClient(live_server.url, generate_keypair())
+    sender = new_page(browser, page_errors)
+    sender.goto(owner.register("")["link"])
+    held = []
+    sender.route("**/creation-puzzle", lambda route: held.append(route))
+    sender.get_by_label("Message").fill("answer me")
+    sender.get_by_label("Let the recipient reply").check()
+    sender.get_by_role("button", name="Send").click()
+    sender.locator("#send:disabled").wait_for()  # the registration is held: busy now
+    expect(sender.get_by_role("status")).to_have_text(re.compile("^Registering an inbox"))
+    held[0].continue_()
+    sender.get_by_role("status").filter(has_text="Keep the reply link").wait_for()
+
+
 def test_a_tampered_proof_of_work_worker_is_not_run(browser, live_server):
     """The worker's bytes must match the integrity hash in the page, or nothing is sent."""
     keypair = generate_keypair()

@@ -28,12 +28,6 @@ def upsert(
     return statement.on_conflict_do_nothing(index_elements=keys)
 
 
-def insert_or(
-    connection: Connection,
-    table: Table,
-    values: dict,
-    update: tuple[str, ...] = (),
-    where: ColumnElement[bool] | None = None,
-):
-    """upsert(), run on `connection`."""
-    return connection.execute(upsert(connection.dialect, table, values, update, where))
+def insert_or(connection: Connection, table: Table, values: dict, **options):
+    """upsert() (its `update` and `where` as keywords), run on `connection`."""
+    return connection.execute(upsert(connection.dialect, table, values, **options))

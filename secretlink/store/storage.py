@@ -242,6 +242,8 @@ class Storage:
         """The markers, inside the transaction that stores `rows`, each in a savepoint:
         a failing one (on PostgreSQL a failed statement spoils the transaction) is
         rolled back alone."""
+        if not self._markers:  # notifications off: nothing to work out per batch
+            return
         inbox_keys = list(dict.fromkeys(row["inbox_key"] for row in rows))
         for marker in self._markers:
             cursor.execute("SAVEPOINT stored_marks")
