@@ -284,20 +284,28 @@ IDLE = "() => new Promise((idle) => requestIdleCallback(idle, {timeout: 1000}))"
 # message's checks and its durable commit.
 ARM_ECHO = """(size) => {
     const body = JSON.stringify({ciphertext: "A".repeat(size - 18)});
-    window.pressedEcho = null;
+    window.answeredAt = null;
     window.addEventListener("submit", async (event) => {
         event.stopImmediatePropagation();
         event.preventDefault();
-        const start = performance.now();
         const r = await fetch("/bench/echo", {method: "POST", body,
             headers: {"Content-Type": "application/json"}});
         await r.json();
-        window.pressedEcho = performance.now() - start;
+        window.answeredAt = performance.now();
         document.querySelector("#status").dataset.kind = "success";
     }, {capture: true, once: true});
 }"""
-ECHO_TIME = "() => window.pressedEcho"
-SEND_TIME = "() => performance.getEntriesByName('secretlink:send').pop().duration"
+# Both sides are timed from the same moment by the same clock: the submit event, as
+# a listener registered before any other records it (the page's own measure,
+# `secretlink:send`, starts a little later, after its checks of the text).
+PRESSED_AT = """() => window.addEventListener("submit", () => {
+    window.pressedAt = performance.now();
+}, {capture: true})"""
+ECHO_TIME = "() => window.answeredAt - window.pressedAt"
+SEND_TIME = """() => {
+    const send = performance.getEntriesByName("secretlink:send").pop();
+    return send.startTime + send.duration - window.pressedAt;
+}"""
 
 # Reported beside the goal, as its earlier baseline: a fetch POST of `size` bytes to
 # the trivial endpoint with no press at all, timed in the idle page.
@@ -377,6 +385,7 @@ def p4_sender_page(work: Path) -> Result:
             )
             page = browser.new_page()
             page.goto(link)
+            page.evaluate(PRESSED_AT)
             if label == "JIT":
                 transferred = page.evaluate(
                     "() => performance.getEntries().filter(e => 'transferSize' in e)"
