@@ -416,3 +416,51 @@ def test_two_workers_share_the_inbox_budget_through_redis(tmp_path, redis_url):
         send(first.test_client(), keypair, "192.0.2.3").status_code,
     ]
     assert codes == [201, 201, 429]
+
+
+class SoonResetting:
+    """A limits strategy whose window frees up 0.05 s from now, as a sliding window
+    does just after a busy minute ends (its reset is then a fraction of a second)."""
+
+    def __init__(self, now: float):
+        self.now = now
+
+    def get_window_stats(self, item, *identifiers):
+        from limits.util import WindowStats
+
+        return WindowStats(self.now + 0.05, 0)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.4, 0.6, 0.97])
+def test_a_refused_sender_is_never_told_to_retry_after_0_seconds(monkeypatch, fraction):
+    now = 1_000_000.0 + fraction
+    monkeypatch.setattr(limits, "time", SimpleNamespace(time=lambda: now))
+    budget = limits.ClientBudget(SoonResetting(now), "100/minute", "send-client")
+    item = budget._items[0]
+    refused_here = dict(budget.headers("client", item, None))  # its own limit broke
+    refused_by_inbox = dict(budget.headers("client", None, 1))  # the inbox budget's 429
+    assert int(refused_here["Retry-After"]) >= 1
+    assert int(refused_by_inbox["Retry-After"]) >= 1
+
+
+def test_flask_limiters_retry_after_is_at_least_a_second_on_a_429(tmp_path, monkeypatch):
+    from conftest import get_token
+    from flask_limiter import Limiter
+
+    # Flask-Limiter writes int(reset - now), which is 0 when the reset is under a
+    # second away (after a busy minute): here it writes 0 every time.
+    original = Limiter._Limiter__inject_headers
+
+    def truncating(self, response):
+        response = original(self, response)
+        response.headers["Retry-After"] = "0"
+        return response
+
+    monkeypatch.setattr(Limiter, "_Limiter__inject_headers", truncating)
+    app = make_app(tmp_path, rate_limit_owner_read="1/minute")
+    keypair, client = registered_inbox(app), app.test_client()
+    token = get_token(client, keypair)
+    assert owner_get(client, keypair, token).headers["Retry-After"] == "0"  # a 200: as is
+    refused = owner_get(client, keypair, token)
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "1"

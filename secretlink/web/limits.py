@@ -149,6 +149,9 @@ def install(app: Flask) -> Limiter | None:
     logs.quiet_limiter_log(settings.log_level)
     if not settings.rate_limits_enabled:
         return None
+    # Registered before the limiter's own hook, so that it runs after it (Flask runs
+    # after_request functions last-registered first).
+    app.after_request(_at_least_a_second)
     limiter = Limiter(
         key_func=client_key,
         app=app,
@@ -211,10 +214,29 @@ class ClientBudget:
             ("X-RateLimit-Remaining", str(window.remaining)),
             ("X-RateLimit-Reset", str(reset_at)),
         ]
-        now = time.time()
+        wait = reset_at - time.time()
         if retry_after is not None:
-            reset_at = max(int(now + retry_after), reset_at)
-        return [*headers, ("Retry-After", str(int(reset_at - now)))]
+            wait = max(wait, retry_after)
+        refused = broken is not None or retry_after is not None
+        return [*headers, ("Retry-After", str(retry_after_seconds(wait, refused)))]
+
+
+def retry_after_seconds(wait: float, refused: bool) -> int:
+    """Whole seconds for Retry-After, rounded up: a refused client told 0 would come
+    straight back (a sliding window's reset is often under a second away)."""
+    return max(1 if refused else 0, math.ceil(wait))
+
+
+def _at_least_a_second(response):
+    """Flask-Limiter writes Retry-After truncated (`int(reset - now)`), which turns a
+    reset under a second away into 0; a 429 always asks for at least one second."""
+    if response.status_code == 429 and "Retry-After" in response.headers:
+        try:
+            seconds = int(response.headers["Retry-After"])
+        except ValueError:  # an HTTP date: not one of ours
+            return response
+        response.headers["Retry-After"] = str(retry_after_seconds(seconds, refused=True))
+    return response
 
 
 def _rate_limited_answer(error: "RateLimited"):
