@@ -52,8 +52,15 @@ async function jsonOrNull(response) {
 }
 
 function apiError(response, data) {
-  return new ApiError(response.status, data?.code ?? "http_error",
-    data?.error ?? t("The server answered {status}.", { status: String(response.status) }), data);
+  return answerError(response.status, data);
+}
+
+/** The ApiError for an answer with `status` and JSON `data` (null if none); status 0:
+ * no answer came (a request made by a worker, say). */
+export function answerError(status, data) {
+  if (status === 0) return new ApiError(0, "unreachable", unreachable());
+  return new ApiError(status, data?.code ?? "http_error",
+    data?.error ?? t("The server answered {status}.", { status: String(status) }), data);
 }
 
 // A GET whose body is bytes, not JSON: the Response when it is 2xx, an ApiError from

@@ -2,9 +2,10 @@
 // when the inbox accepts attachments. Each chosen file gets a fresh entry (random
 // blob id and key), is read and encrypted (WebCrypto AES-GCM, crypto/attachments.js)
 // in parts of 16 MiB, each by a worker of its own (seal-worker.js) while the part
-// before it is uploaded, one request of at most 1 MiB at a time, so memory stays the
-// same whatever its size; a failed request is retried from where the server says the
-// upload stands. The message listing the files is sent only after every file arrived.
+// before it is uploaded, one request of at most 1 MiB at a time, by another worker
+// that ends with its part, so memory stays the same whatever its size; a failed
+// request is retried from where the server says the upload stands. The message
+// listing the files is sent only after every file arrived.
 // With "Remove location and camera data" ticked, each JPEG photo (known by its first
 // bytes, not its name or type) loses its metadata first (jpeg-metadata.js): what is
 // left is what gets encrypted, counted and listed. Other files and their metadata
@@ -14,7 +15,7 @@ import {
   CHUNK_SIZE, GCM_TAG_BYTES, MAX_FILES, cleanMediaType, cleanName, newAttachment, paddedLength,
 } from "../../crypto/attachments.js";
 import { b64encode } from "../../crypto/secretlink.js";
-import { request } from "./api.js";
+import { answerError, request } from "./api.js";
 import { formatSize, t, tn } from "./i18n.js";
 import { JpegError, cleanJpeg, fileReader, isJpeg } from "./jpeg-metadata.js";
 import { $, element } from "./ui.js";
@@ -144,71 +145,86 @@ function sealWorkerUrl() {
     t("The encryption script"));
 }
 
-// One part of the blob, sealed by a worker of its own that ends once it answered.
+// One part of the blob, sealed by a worker of its own (ended once the part is sealed)
+// and handed over a MessagePort to a second worker, which sends it: resolves to that
+// sender once the part reached it. The page never holds the part's Blob (seal-worker.js
+// says why).
 async function sealPart({ file, entry, plan }, part) {
   const url = await sealWorkerUrl();
-  return new Promise((resolve, reject) => {
-    const worker = new Worker(url);
-    worker.onmessage = ({ data }) => {
-      worker.terminate();
-      if (data.blob) resolve(data.blob);
-      else if (data.error.changed) {
+  const sealer = new Worker(url);
+  const sender = new Worker(url);
+  const channel = new MessageChannel();
+  const failed = (event) => new Error(t("Encrypting {name} failed ({error}).", { name: file.name, error: event.message }));
+  try {
+    await new Promise((resolve, reject) => {
+      sealer.onmessage = ({ data: { error } }) => {
         // The entry (with the size) is sealed already: a file that changed cannot go.
-        reject(new Error(t("{name} changed while it was being sent (its size is not what it was).", { name: file.name })));
-      } else reject(new Error(t("Encrypting {name} failed ({error}).", { name: file.name, error: data.error.message })));
+        reject(error.changed
+          ? new Error(t("{name} changed while it was being sent (its size is not what it was).", { name: file.name }))
+          : failed(error));
+      };
+      sealer.onerror = (event) => reject(failed(event));
+      sender.onmessage = ({ data }) => data.ready && resolve();
+      sender.onerror = (event) => reject(failed(event));
+      sender.postMessage({ receive: channel.port2 }, [channel.port2]);
+      sealer.postMessage({ seal: { file, plan, entry, part }, port: channel.port1 }, [channel.port1]);
+    });
+  } catch (err) {
+    sender.terminate();
+    throw err;
+  } finally {
+    sealer.terminate();
+  }
+  return sender;
+}
+
+// Upload one part through its sender, from byte `from` of the blob; `onSent(received)`
+// after each request the server took. Rejects with an ApiError when a request failed.
+function sendPart(sender, target, start, from, onSent) {
+  return new Promise((resolve, reject) => {
+    sender.onmessage = ({ data }) => {
+      if (data.failed) return reject(answerError(data.failed.status, data.failed.data));
+      onSent(data.received);
+      if (data.done) resolve();
     };
-    worker.onerror = (event) => {
-      worker.terminate();
-      reject(new Error(t("Encrypting {name} failed ({error}).", { name: file.name, error: event.message })));
-    };
-    worker.postMessage({ file, plan, entry, part });
+    sender.onerror = (event) => reject(new Error(event.message));
+    sender.postMessage({ send: { ...target, start, from } });
   });
 }
 
-// The file's blob, as Blobs of its parts, from byte `skip` on. Each part is sealed as
-// soon as the one before it is, up to two parts ahead of the one being sent.
-async function* blobPieces(outgoing, skip) {
-  const parts = blobParts(outgoing.entry).filter(({ end }) => end > skip);
-  const sealed = [];
-  const start = (i) => {
+// Send the file's blob from byte `from` to its end. Each part is sealed as soon as the
+// one before it is, up to two ahead of the one being sent; every worker started here
+// is ended here, whether the parts went or not.
+async function sendFrom(outgoing, target, from, onSent) {
+  const parts = blobParts(outgoing.entry).filter(({ end }) => end > from);
+  const senders = [];
+  let stopped = false;
+  const seal = (i) => {
     if (i >= parts.length) return;
-    sealed[i] = (sealed[i - 1] ?? Promise.resolve()).then(() => sealPart(outgoing, parts[i].part));
-    sealed[i].catch(() => {}); // thrown where it is awaited, or moot if the upload stopped
+    senders[i] = (senders[i - 1] ?? Promise.resolve()).then(async () => {
+      if (stopped) return null;
+      const sender = await sealPart(outgoing, parts[i].part);
+      if (stopped) sender.terminate(); // the upload failed meanwhile
+      return sender;
+    });
+    senders[i].catch(() => {}); // thrown where it is awaited, or moot if the upload stopped
   };
-  start(0);
-  start(1);
-  for (let i = 0; i < parts.length; i++) {
-    const blob = await sealed[i];
-    sealed[i] = null;
-    start(i + 2);
-    yield i === 0 ? blob.slice(skip - parts[0].start) : blob;
-  }
-}
-
-// The pieces regrouped into request bodies of `size` bytes (the last shorter): slices
-// of the parts' Blobs, so no byte is copied here.
-async function* requestBodies(pieces, size) {
-  let parts = [];
-  let held = 0;
-  const take = (count) => {
-    const body = [];
-    let filled = 0;
-    while (filled < count) {
-      const part = parts[0];
-      const used = Math.min(part.size, count - filled);
-      body.push(part.slice(0, used));
-      filled += used;
-      parts = used === part.size ? parts.slice(1) : [part.slice(used), ...parts.slice(1)];
+  seal(0);
+  seal(1);
+  try {
+    for (let i = 0; i < parts.length; i++) {
+      const sender = await senders[i];
+      seal(i + 2);
+      try {
+        await sendPart(sender, target, parts[i].start, Math.max(from, parts[i].start), onSent);
+      } finally {
+        sender.terminate();
+      }
     }
-    held -= count;
-    return new Blob(body);
-  };
-  for await (const piece of pieces) {
-    parts.push(piece);
-    held += piece.size;
-    while (held >= size) yield take(size);
+  } finally {
+    stopped = true;
+    for (const pending of senders) pending.then((sender) => sender?.terminate(), () => {});
   }
-  if (held) yield take(held);
 }
 
 const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -233,26 +249,26 @@ async function uploadOne(base, outgoing, report) {
   const { entry } = outgoing;
   const { capability, chunk } = await startUpload(base, entry,
     () => report(0, t("The server is busy and asks for more work; computing again…")));
-  const url = `${base}/uploads/${b64encode(entry.blobId)}`;
+  const path = `${base}/uploads/${b64encode(entry.blobId)}`;
+  // The workers fetch from a blob: URL of their own, where only an absolute URL works.
+  const target = { url: new URL(path, location.href).href, token: capability, chunk };
   let sent = 0;
-  let failures = 0;
-  let bodies = requestBodies(blobPieces(outgoing, 0), chunk);
+  let failures = 0; // in a row: a request the server took starts the count again
   while (sent < entry.paddedLength) {
-    const { value: body } = await bodies.next();
     try {
-      const answer = await request("PATCH", url, {
-        bytes: body, token: capability, headers: { "Upload-Offset": String(sent) },
+      await sendFrom(outgoing, target, sent, (received) => {
+        sent = received;
+        failures = 0;
+        report(sent);
       });
-      sent = answer.received;
     } catch (err) {
       failures += 1;
       if (failures > RETRIES || !resumable(err)) throw err;
       await pause(RETRY_PAUSE_MS);
       // Where the server is: the dropped request may have arrived, or part of it.
-      sent = (await request("GET", url, { token: capability })).received;
-      bodies = requestBodies(blobPieces(outgoing, sent), chunk);
+      sent = (await request("GET", path, { token: capability })).received;
+      report(sent);
     }
-    report(sent);
   }
   return b64encode(entry.blobId);
 }

@@ -1,14 +1,30 @@
-// Web Worker: seals one part of a file's blob (crypto/attachments.js, SPEC 5.11) and
-// gives it back as a Blob. The sender page starts one worker per part of 16 MiB and
-// lets it end after its answer: an ended worker's buffers are freed at once, where
-// V8's collector lets tens of megabytes of dead ones (every piece read, every chunk
-// sealed) pile up first, so the page's memory is the same for a file of 10 MB or of
-// 1 GB (docs/PERFORMANCE.md, "P6").
+// Web Worker for one part of a file's blob (16 MiB; crypto/attachments.js, SPEC
+// 5.11), in one of two roles. The sender page starts two per part and ends each as
+// soon as its role is done: an ended worker's buffers and Blobs are freed at once.
 //
-// In: { file, plan, entry, part } where `plan` is the JPEG cleaning plan or null (the
-// file as it is) and `part` is { firstChunk, chunks } (chunks of the file) or
-// { paddingFrom, length } (bytes of the padding). Out: { blob } or
-// { error: { changed, message } }, `changed` when the file is not what it was.
+// - The sealer reads and encrypts the part and hands it as one Blob, over a
+//   MessagePort, to the part's sender, then is ended: V8's collector would let tens of
+//   megabytes of dead buffers (every piece read, every chunk sealed) pile up first, so
+//   the page's memory is the same for a file of 10 MB or of 1 GB.
+// - The sender uploads that Blob in requests of at most `chunk` bytes, then is ended.
+//   The Blob never reaches the page: a Blob the page held would keep its 16 MiB in
+//   the browser until the page's next full garbage collection, which a page that
+//   allocates little may not reach for a gigabyte, and during a 1 GiB upload such dead
+//   parts filled Chromium's blob storage until new parts came out broken
+//   (docs/PERFORMANCE.md, "P6").
+//
+// Sealer in: { seal: { file, plan, entry, part }, port } where `plan` is the JPEG
+// cleaning plan or null (the file as it is) and `part` is { firstChunk, chunks }
+// (chunks of the file) or { paddingFrom, length } (bytes of the padding). Out, on
+// `port`: { blob }; to the page, only on failure: { error: { changed, message } },
+// `changed` when the file is not what it was.
+//
+// Sender in: { receive: port }, then { send: { url, token, chunk, start, from } }: the
+// upload's absolute URL and capability, the largest request, where the part starts in
+// the blob and from which byte of the blob to send. Out: { ready } once the Blob
+// arrived, then { received, done } after each request the server took (its
+// `received`), or { failed: { status, data } } (status 0: no answer; `data` the JSON
+// answer, if any) and nothing more.
 import { BlobEncryptor, CHUNK_SIZE, paddingPieces } from "../../crypto/attachments.js";
 import { SizeError } from "../../crypto/secretlink.js";
 import { JpegError, fileReader, planPieces } from "./jpeg-metadata.js";
@@ -50,12 +66,66 @@ async function sealPadding({ entry, part: { paddingFrom, length } }) {
   return new Blob(pieces);
 }
 
-self.onmessage = async ({ data }) => {
+async function seal({ seal: job, port }) {
   try {
-    const blob = await ("firstChunk" in data.part ? sealChunks(data) : sealPadding(data));
-    self.postMessage({ blob });
+    const blob = await ("firstChunk" in job.part ? sealChunks(job) : sealPadding(job));
+    port.postMessage({ blob });
   } catch (err) {
     const changed = err instanceof SizeError || err instanceof JpegError;
     self.postMessage({ error: { changed, message: String(err?.message ?? err) } });
   }
+}
+
+// One request of the upload: the server's JSON answer, with status 0 when none came.
+async function patch(url, token, offset, body) {
+  let response;
+  try {
+    response = await fetch(url, {
+      method: "PATCH",
+      headers: {
+        "Content-Type": "application/octet-stream",
+        Authorization: `Bearer ${token}`,
+        "Upload-Offset": String(offset),
+      },
+      body,
+      credentials: "omit",
+      cache: "no-store",
+    });
+  } catch {
+    return { status: 0, data: null };
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    // a proxy's HTML error page, say: the page words the error from the status
+  }
+  return { status: response.ok ? 200 : response.status, data };
+}
+
+async function send(blob, { url, token, chunk, start, from }) {
+  const end = start + blob.size;
+  let offset = from;
+  while (offset < end) {
+    const size = Math.min(chunk, end - offset);
+    const { status, data } = await patch(url, token, offset, blob.slice(offset - start, offset - start + size));
+    if (status !== 200) return self.postMessage({ failed: { status, data } });
+    if (data?.received !== offset + size) {
+      // Not where this request left it: the page asks the server where it stands.
+      return self.postMessage({ failed: { status: 409, data: { code: "offset_mismatch" } } });
+    }
+    offset += size;
+    self.postMessage({ received: offset, done: offset === end });
+  }
+}
+
+let part = null; // the sender's Blob, once it arrived
+self.onmessage = ({ data }) => {
+  if (data.seal) seal(data);
+  else if (data.receive) {
+    data.receive.onmessage = ({ data: { blob } }) => {
+      part = blob;
+      self.postMessage({ ready: true });
+    };
+  } else if (data.send) send(part, data.send);
 };
