@@ -365,25 +365,33 @@ def test_sender_page_sends_files_the_cli_reads_byte_identical(
     assert saved_by_cli(inbox, tmp_path / "saved") == content
 
 
+def drop_uploads(page, drop) -> list[int]:
+    """Abort each upload request (PATCH) for which `drop(offset, dropped)` is true, as a
+    connection reset; the `Upload-Offset` of each request dropped, in order."""
+    dropped = []
+
+    def route(route):
+        offset = int(route.request.headers.get("upload-offset", "-1"))
+        if route.request.method == "PATCH" and drop(offset, dropped):
+            dropped.append(offset)
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/uploads/*", route)
+    return dropped
+
+
 def test_a_dropped_upload_request_is_retried_from_where_the_server_is(
     browser, live_server, page_errors, inbox, tmp_path
 ):
     content = {"report.bin": os.urandom(3 * CHUNK_SIZE)}
     page = new_page(browser, page_errors)
-    dropped = []
-
-    def drop_first_piece(route):
-        if route.request.method == "PATCH" and not dropped:
-            dropped.append(route.request.url)
-            route.abort("connectionreset")
-        else:
-            route.continue_()
-
-    page.route("**/uploads/*", drop_first_piece)
+    dropped = drop_uploads(page, lambda offset, dropped: not dropped)
     send_with_files(page, inbox.link, "despite the network", outgoing(tmp_path / "out", content))
     # The request is a worker's (seal-worker.js): its failed load is not logged on the
     # page, which shows no error either.
-    assert len(dropped) == 1
+    assert dropped == [0]
     assert saved_by_cli(inbox, tmp_path / "saved") == content
 
 
@@ -395,17 +403,7 @@ def test_drops_spread_over_an_upload_are_retried_each_time(
     # more drops than that, as long as each retry gets a request through.
     content = {"flaky.bin": os.urandom(5 * MIB + 12345)}
     page = new_page(browser, page_errors)
-    dropped = []
-
-    def drop_each_offset_once(route):
-        offset = route.request.headers.get("upload-offset")
-        if route.request.method == "PATCH" and offset not in dropped:
-            dropped.append(offset)
-            route.abort("connectionreset")
-        else:
-            route.continue_()
-
-    page.route("**/uploads/*", drop_each_offset_once)
+    dropped = drop_uploads(page, lambda offset, dropped: offset not in dropped)
     send_with_files(page, inbox.link, "a flaky network", outgoing(tmp_path / "out", content))
     assert len(dropped) >= 6
     assert saved_by_cli(inbox, tmp_path / "saved") == content
@@ -416,16 +414,7 @@ def test_an_upload_that_never_gets_through_says_so_and_sends_no_message(
 ):
     content = {"report.bin": os.urandom(3 * CHUNK_SIZE)}
     page = new_page(browser, page_errors)
-    attempts = []
-
-    def drop_every_piece(route):
-        if route.request.method == "PATCH":
-            attempts.append(route.request.headers.get("upload-offset"))
-            route.abort("connectionreset")
-        else:
-            route.continue_()
-
-    page.route("**/uploads/*", drop_every_piece)
+    dropped = drop_uploads(page, lambda offset, dropped: True)
     page.goto(inbox.link)
     page.get_by_label("Message").fill("never arrives")
     page.get_by_label("Files (optional)").set_input_files(outgoing(tmp_path / "out", content))
@@ -433,7 +422,7 @@ def test_an_upload_that_never_gets_through_says_so_and_sends_no_message(
     expect(page.locator("#status")).to_contain_text(
         "Could not reach the server. Your message was not sent; try again.", timeout=30_000
     )
-    assert attempts == ["0"] * 4  # the first try and 3 retries, each from offset 0
+    assert dropped == [0] * 4  # the first try and 3 retries, each from offset 0
     assert list(InboxClient(live_server.url, inbox.keypair).messages()) == []
 
 
@@ -647,18 +636,7 @@ def progress_between(page, name: str) -> list[float]:
 def drop_one_request_from(page, offset: int) -> list[int]:
     """Drop the first upload request that starts at `offset` or later; the offsets of
     the dropped requests (one, once it happened)."""
-    dropped = []
-
-    def route(route):
-        start = int(route.request.headers.get("upload-offset", "-1"))
-        if route.request.method == "PATCH" and start >= offset and not dropped:
-            dropped.append(start)
-            route.abort("connectionreset")
-        else:
-            route.continue_()
-
-    page.route("**/uploads/*", route)
-    return dropped
+    return drop_uploads(page, lambda start, dropped: start >= offset and not dropped)
 
 
 def large_file_round_trip(
