@@ -1,11 +1,15 @@
 """Rate limits: 429 with Retry-After, per client / inbox / instance, shared through Redis,
 and never keyed by a readable address."""
 
+import inspect
+import threading
+import time
 from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
 from conftest import TEST_ORIGIN
+from limits.storage import MemoryStorage, storage_from_string
 
 from secretlink import create_app
 from secretlink.crypto import b64encode, generate_keypair, seal
@@ -464,3 +468,53 @@ def test_flask_limiters_retry_after_is_at_least_a_second_on_a_429(tmp_path, monk
     refused = owner_get(client, keypair, token)
     assert refused.status_code == 429
     assert refused.headers["Retry-After"] == "1"
+
+
+def pause_the_first_thread_to_start_an_expiry_timer():
+    """A trace function that holds the first thread at limits' MemoryStorage line that
+    starts its new expiry timer, for 50 ms: the interleaving in which another thread
+    makes a timer of its own meanwhile (a preempted thread, under load, does the same)."""
+    schedule = MemoryStorage._MemoryStorage__schedule_expiry
+    lines, first = inspect.getsourcelines(schedule)
+    start_line = first + next(n for n, line in enumerate(lines) if ".start()" in line)
+    held = threading.Event()
+
+    def in_schedule(frame, event, arg):
+        if event == "line" and frame.f_lineno == start_line and not held.is_set():
+            held.set()
+            time.sleep(0.05)
+        return in_schedule
+
+    def tracer(frame, event, arg):
+        return in_schedule if frame.f_code is schedule.__code__ else None
+
+    return tracer
+
+
+def test_the_in_memory_counters_take_hits_from_many_threads_at_once():
+    # limits 5.8.0's MemoryStorage checks that its expiry timer ended and starts a new
+    # one without a lock: two threads could start the same timer, and the second
+    # raised RuntimeError, a 500 for its request (seen on /puzzle under load).
+    storage = storage_from_string(limits.MEMORY_STORAGE)
+    while storage.timer.is_alive():  # the first expiry has run: the next hit starts one
+        time.sleep(0.005)
+    errors = []
+
+    def hit(key: str) -> None:
+        try:
+            storage.acquire_sliding_window_entry(key, 1000, 60)
+        except Exception as exc:  # any error is the failure
+            errors.append(exc)
+
+    threading.settrace(pause_the_first_thread_to_start_an_expiry_timer())
+    try:
+        threads = [threading.Thread(target=hit, args=(f"key-{n}",)) for n in range(2)]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.01)  # the first is held at its timer's start by now
+        for thread in threads:
+            thread.join()
+    finally:
+        threading.settrace(None)
+    assert errors == []
+    assert [storage.get_sliding_window(f"key-{n}", 60)[2] for n in range(2)] == [1, 1]

@@ -42,10 +42,12 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from typing import ClassVar
 
 from flask import Flask, current_app, jsonify, request
 from flask_limiter import Limiter
 from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage
 from limits.strategies import RateLimiter
 
 from secretlink.ops import logs
@@ -137,6 +139,53 @@ RULES = {
 }
 
 
+class LockedMemoryStorage(MemoryStorage):
+    """`limits`' in-memory counters, one caller at a time.
+
+    The library's MemoryStorage (5.8.0, the newest) checks that its expiry timer has
+    ended and starts the next one without a lock: two request threads of one worker
+    (or a thread and the event loop's fast path) could start the same timer, and
+    the second raised RuntimeError, a 500 for its request. Every call that schedules
+    the timer, or counts in more than one step, runs here under one lock; each takes
+    microseconds, so the lock costs nothing that shows.
+    """
+
+    STORAGE_SCHEME: ClassVar[list[str]] = ["secretlink-memory"]  # registered by `limits`
+
+    def __init__(self, uri: str | None = None, **options):
+        self._calls = threading.RLock()  # re-entered: the sliding window calls incr/get
+        super().__init__(uri, **options)
+
+    def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        with self._calls:
+            return super().incr(key, expiry, amount)
+
+    def decr(self, key: str, amount: int = 1) -> int:
+        with self._calls:
+            return super().decr(key, amount)
+
+    def get(self, key: str) -> int:
+        with self._calls:
+            return super().get(key)
+
+    def clear(self, key: str) -> None:
+        with self._calls:
+            super().clear(key)
+
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        with self._calls:
+            return super().acquire_entry(key, limit, expiry, amount)
+
+    def acquire_sliding_window_entry(
+        self, key: str, limit: int, expiry: int, amount: int = 1
+    ) -> bool:
+        with self._calls:
+            return super().acquire_sliding_window_entry(key, limit, expiry, amount)
+
+
+MEMORY_STORAGE = "secretlink-memory://"
+
+
 def install(app: Flask) -> Limiter | None:
     """Give this app its own limiter (its own counters) and wrap the limited views.
 
@@ -155,7 +204,7 @@ def install(app: Flask) -> Limiter | None:
     limiter = Limiter(
         key_func=client_key,
         app=app,
-        storage_uri=settings.redis_url or "memory://",
+        storage_uri=settings.redis_url or MEMORY_STORAGE,
         strategy="sliding-window-counter",
         headers_enabled=True,
         key_prefix="secretlink",
