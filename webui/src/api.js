@@ -3,6 +3,7 @@
 
 import { b64encode, proveChallenge } from "../../crypto/secretlink.js";
 import { withWork } from "./work.js";
+import { exchange, jsonOrNull } from "./http.js";
 import { t } from "./i18n.js";
 
 export class ApiError extends Error {
@@ -17,46 +18,15 @@ export class ApiError extends Error {
 
 const unreachable = () => t("Could not reach the server. Check your connection and try again.");
 
-// `body` goes as JSON; `bytes` (a piece of an upload) as application/octet-stream. The
-// pieces are Blobs: Chromium hands a Blob to its network process as it is, where a
-// typed array body costs copies, time and memory (docs/PERFORMANCE.md, "P6").
-export async function request(method, path, { body, bytes, token, headers: extra = {} } = {}) {
-  const headers = { ...extra };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (bytes !== undefined) headers["Content-Type"] = "application/octet-stream";
-  if (token) headers.Authorization = `Bearer ${token}`;
-  let response;
-  try {
-    response = await fetch(path, {
-      method,
-      headers,
-      body: bytes ?? (body === undefined ? undefined : JSON.stringify(body)),
-      credentials: "omit",
-      cache: "no-store",
-    });
-  } catch {
-    throw new ApiError(0, "unreachable", unreachable());
-  }
-  if (response.status === 204) return null;
-  const data = await jsonOrNull(response);
-  if (!response.ok) throw apiError(response, data);
+/** The JSON answer of a 2xx (null for 204); an ApiError for anything else. */
+export async function request(method, path, options = {}) {
+  const { status, ok, data } = await exchange(method, path, options);
+  if (!ok) throw answerError(status, data);
   return data;
 }
 
-async function jsonOrNull(response) {
-  try {
-    return await response.json();
-  } catch {
-    return null; // a proxy's HTML error page, say: a generic message then
-  }
-}
-
-function apiError(response, data) {
-  return answerError(response.status, data);
-}
-
 /** The ApiError for an answer with `status` and JSON `data` (null if none); status 0:
- * no answer came (a request made by a worker, say). */
+ * no answer came. */
 export function answerError(status, data) {
   if (status === 0) return new ApiError(0, "unreachable", unreachable());
   return new ApiError(status, data?.code ?? "http_error",
@@ -74,10 +44,10 @@ async function fetchBlob(path, token) {
       cache: "no-store",
     });
   } catch {
-    throw new ApiError(0, "unreachable", unreachable());
+    throw answerError(0, null);
   }
   if (response.ok) return response;
-  throw apiError(response, await jsonOrNull(response));
+  throw answerError(response.status, await jsonOrNull(response));
 }
 
 // Prove possession of the inbox key and get an access token. The answer is a MAC

@@ -27,6 +27,7 @@
 // answer, if any) and nothing more.
 import { BlobEncryptor, CHUNK_SIZE, paddingPieces } from "../../crypto/attachments.js";
 import { SizeError } from "../../crypto/secretlink.js";
+import { exchange } from "./http.js";
 import { JpegError, fileReader, planPieces } from "./jpeg-metadata.js";
 
 // Reads of 4 MiB: fewer round trips to the browser for the file's bytes. The part's
@@ -76,40 +77,15 @@ async function seal({ seal: job, port }) {
   }
 }
 
-// One request of the upload: the server's JSON answer, with status 0 when none came.
-async function patch(url, token, offset, body) {
-  let response;
-  try {
-    response = await fetch(url, {
-      method: "PATCH",
-      headers: {
-        "Content-Type": "application/octet-stream",
-        Authorization: `Bearer ${token}`,
-        "Upload-Offset": String(offset),
-      },
-      body,
-      credentials: "omit",
-      cache: "no-store",
-    });
-  } catch {
-    return { status: 0, data: null };
-  }
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    // a proxy's HTML error page, say: the page words the error from the status
-  }
-  return { status: response.ok ? 200 : response.status, data };
-}
-
 async function send(blob, { url, token, chunk, start, from }) {
   const end = start + blob.size;
   let offset = from;
   while (offset < end) {
     const size = Math.min(chunk, end - offset);
-    const { status, data } = await patch(url, token, offset, blob.slice(offset - start, offset - start + size));
-    if (status !== 200) return self.postMessage({ failed: { status, data } });
+    const { status, ok, data } = await exchange("PATCH", url, {
+      bytes: blob.slice(offset - start, offset - start + size), token, headers: { "Upload-Offset": String(offset) },
+    });
+    if (!ok) return self.postMessage({ failed: { status, data } });
     if (data?.received !== offset + size) {
       // Not where this request left it: the page asks the server where it stands.
       return self.postMessage({ failed: { status: 409, data: { code: "offset_mismatch" } } });
