@@ -20,7 +20,7 @@ goals. Every upload runs in a fresh browser context (so a fresh renderer process
   kind of body costs by itself (docs/PERFORMANCE.md, "P6").
 - memory: VmHWM (peak resident memory) of the renderer processes, reset through
   /proc/<pid>/clear_refs just before each upload; the same for the server's
-  processes (master and workers), summed.
+  processes (master, workers and the message writer), summed.
 
 The 1 GiB upload goes through the page too (with a JIT), once.
 """
@@ -338,7 +338,8 @@ def p6_result(small: Figures, large: Figures, huge: Upload, jitless: Figures) ->
             f"{large.page_mib('plain')} vs {small.page_mib('plain')}); for Uint8Array bodies: "
             f"{memory_ratio('in_memory'):.2f} ({large.page_mib('in_memory')} vs "
             f"{small.page_mib('in_memory')})",
-            f"server peak memory (VmHWM, master + workers summed) during the page's upload of "
+            "server peak memory (VmHWM, master + workers + writer summed) during the page's "
+            f"upload of "
             f"{small_size}: {spread([mib(u.server_kib) for u in small.encrypted], ' MiB')}; "
             f"{size}: {spread([mib(u.server_kib) for u in large.encrypted], ' MiB')}; {huge_size}: "
             f"{mib(huge.server_kib):.0f} MiB; largest / {small_size}: {server_ratio:.2f} "

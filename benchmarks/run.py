@@ -476,7 +476,7 @@ def p5_memory(work: Path) -> Result:
         "<=",
         1.1,
         [
-            f"server RSS (master + workers) after {first['total']:,} submissions: "
+            f"server RSS (master + workers + writer) after {first['total']:,} submissions: "
             f"{after_first / 1024:.1f} MiB",
             f"after {sent:,} submissions: {after_all / 1024:.1f} MiB",
         ],

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
-from test_serve import serving, wait_for_workers
+from test_serve import serving, wait_for_workers, writer_of
 
 from secretlink.client.http import InboxClient
 from secretlink.crypto import b64decode, b64encode, generate_keypair, open_envelope, seal
@@ -151,3 +151,54 @@ def test_sigkill_under_load_loses_and_duplicates_nothing(tmp_path):
     database = tmp_path / "data" / "secretlink.sqlite3"
     with closing(sqlite3.connect(database)) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_the_message_writer_killed_under_load_loses_and_duplicates_nothing(tmp_path):
+    """SIGKILL to the writer process alone, mid-load: the workers settle what they had
+    sent it (each message once, whether or not its transaction had committed), commit
+    their own messages until a new writer is up, and no sender sees an error."""
+    keypair = generate_keypair()
+    ledger = Ledger()
+    room = {"SECRETLINK_INBOX_MAX_MESSAGES": str(SENDERS * PER_SENDER)}
+    with serving(tmp_path, "--workers", "2", env=room) as served:
+        InboxClient(served.url, keypair).register("")
+        assert len(wait_for_workers(served.process, 2)) == 2
+        writer = writer_of(served.process.pid)
+        assert writer is not None, "no message writer process on SQLite"
+        deadline = time.monotonic() + 30
+        while "message writer ready" not in served.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "message writer ready" in served.output()
+        url = f"{served.url}/api/v1/inboxes/{keypair.public_key_text}/messages"
+        senders = [
+            threading.Thread(
+                target=send_until_cut_off, args=(i, url, keypair.public_key, ledger), daemon=True
+            )
+            for i in range(SENDERS)
+        ]
+        for sender in senders:
+            sender.start()
+        deadline = time.monotonic() + KILL_AFTER_SECONDS
+        while ledger.count_acknowledged() < KILL_AFTER_ACKS and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(writer, signal.SIGKILL)
+        killed_at = ledger.count_acknowledged()
+        for sender in senders:
+            sender.join(timeout=60)
+            assert not sender.is_alive(), "a sender hung after the writer died"
+        restarted = writer_of(served.process.pid)
+        stored = list(InboxClient(served.url, keypair).messages())
+        output = served.output()
+
+    assert not ledger.failed and not ledger.refused, (ledger.failed, ledger.refused)
+    assert len(ledger.acknowledged) == SENDERS * PER_SENDER
+    assert killed_at < SENDERS * PER_SENDER, "the writer was killed after the load"
+    assert restarted is not None and restarted != writer, "the writer was not started again"
+    assert "the message writer ended" in output
+    assert "messages in flight; this worker settles them" in output, "killed with none in flight"
+    texts_by_id = {
+        m.id: open_envelope(b64decode(m.ciphertext), keypair.secret_key).text for m in stored
+    }
+    assert len(texts_by_id) == len(stored), "an id is listed twice"
+    assert {texts_by_id.get(i) for i in ledger.acknowledged.values()} == set(ledger.acknowledged)
+    assert len(stored) == len(ledger.acknowledged), "a message is stored twice"

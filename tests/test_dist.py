@@ -107,6 +107,8 @@ def test_zipapp_serves_and_round_trips(pyz, tmp_path):
         cli("send", link, stdin="from the zipapp\n")
         messages = json.loads(cli("inbox", "read", "--key-file", "inbox.key", "--json"))
         assert [m["text"] for m in messages] == ["from the zipapp"]
+        # The message writer runs from the zipapp too (its own process, same packages).
+        assert "message writer ready" in log_path.read_text()
         # The web assets travel in the zipapp too: every page and what it loads.
         loaded = set()
         for page in (url + "/", url + "/inbox", url + "/reply", link):

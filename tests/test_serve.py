@@ -53,9 +53,32 @@ def wait_until_healthy(url: str, process: subprocess.Popen, log_path: Path, **kw
     raise AssertionError(f"server did not become healthy:\n{log_path.read_text()}")
 
 
-def workers_of(pid: int) -> list[int]:
+def children_of(pid: int) -> list[int]:
     found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
-    return [int(worker) for worker in found.stdout.split()]
+    return [int(child) for child in found.stdout.split()]
+
+
+def is_writer(pid: int) -> bool:
+    try:
+        return b"secretlink.ops.writer" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def workers_of(pid: int) -> list[int]:
+    """The server's worker processes (its other child is the message writer)."""
+    return [child for child in children_of(pid) if not is_writer(child)]
+
+
+def writer_of(pid: int) -> int | None:
+    """The server's message writer process (SQLite only), once it has started."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        writers = [child for child in children_of(pid) if is_writer(child)]
+        if writers:
+            return writers[0]
+        time.sleep(0.05)
+    return None
 
 
 def wait_for_workers(process: subprocess.Popen, count: int) -> list[int]:
@@ -272,9 +295,17 @@ def test_sigterm_keeps_every_acknowledged_message(tmp_path):
                 if sum(a.status == 201 for a in attempts) >= SIGTERM_AFTER_ACKS:
                     break
             time.sleep(0.01)
+        writer = writer_of(served.process.pid)
+        assert writer is not None, "no message writer process on SQLite"
+        writer_socket = Path(
+            os.fsdecode(Path(f"/proc/{writer}/cmdline").read_bytes().split(b"\0")[-2])
+        )
         signalled = time.monotonic()
         served.process.send_signal(signal.SIGTERM)
         assert served.process.wait(timeout=40) == 0
+        # The writer ended after the workers and was waited for; its socket is gone.
+        assert not Path(f"/proc/{writer}").exists()
+        assert not writer_socket.parent.exists()
         for sender in senders:
             sender.join(timeout=60)
             assert not sender.is_alive(), "a sender hung after the server stopped"

@@ -9,9 +9,11 @@ thread is taken, so a thread only ever runs a request that has fully arrived.
 
 The main process prepares everything once before any worker starts (data folder,
 secret key, schema upgrade, TLS certificate), so every worker uses the same key and
-nobody races to migrate. SIGTERM stops gracefully: the workers stop accepting,
-finish the requests they hold, and a message is acknowledged only after its
-transaction commits, so no acknowledged message is lost. Each worker runs the
+nobody races to migrate. On SQLite it also starts the message writer, one process
+that commits every worker's messages (secretlink.ops.writer). SIGTERM stops
+gracefully: the workers stop accepting, finish the requests they hold, and a message
+is acknowledged only after its transaction commits, so no acknowledged message is
+lost. Each worker runs the
 periodic retention purge.
 """
 
@@ -25,6 +27,8 @@ from dataclasses import replace
 
 from secretlink.notify import worker as notify_worker
 from secretlink.ops import logs
+from secretlink.ops.writer import WriterProcess
+from secretlink.ops.writer import wanted as writer_wanted
 from secretlink.settings import Settings
 from secretlink.store import retention
 from secretlink.store.blob_backends import StorageUnavailable
@@ -57,14 +61,17 @@ def body_policy(settings: Settings):
     )
 
 
-def load_app(settings: Settings, app_factory=None):
-    """The ASGI app of one worker process (called in the worker, after the fork)."""
+def load_app(settings: Settings, app_factory=None, writer_socket: str | None = None):
+    """The ASGI app of one worker process (called in the worker, after the fork);
+    `writer_socket`, where the instance's writer process takes its messages."""
     from secretlink.ops.asgi import wsgi_as_asgi
     from secretlink.web.app import create_app
 
     logs.configure(settings.log_level)
     # The main process upgraded the schema: workers must not race to do it.
     flask_app = (app_factory or create_app)(replace(settings, auto_upgrade=False))
+    if writer_socket is not None:
+        flask_app.extensions["secretlink.storage"].use_writer_process(writer_socket)
     start_purge_thread(settings)
     notify_worker.start_thread(settings)  # a thread of this worker, like the purge
     # Messages are answered on the event loop where they can be (secretlink/web/fast_path.py).
@@ -107,7 +114,7 @@ def raise_open_files_limit(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def granian_server(settings: Settings, app_factory=None):
+def granian_server(settings: Settings, app_factory=None, writer_socket: str | None = None):
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings
     from granian.log import LogLevels
@@ -151,7 +158,7 @@ def granian_server(settings: Settings, app_factory=None):
         respawn_failed_workers=True,
         **tls,
     )
-    loader = functools.partial(load_app, settings, app_factory)
+    loader = functools.partial(load_app, settings, app_factory, writer_socket)
     return server, loader
 
 
@@ -169,10 +176,21 @@ def prepare(settings: Settings) -> Settings:
 
 
 def run(settings: Settings, app_factory=None) -> None:
-    """Serve until SIGTERM or SIGINT; `app_factory` stands in for create_app (benchmarks)."""
-    server, loader = granian_server(settings, app_factory)
-    logs.configure(settings.log_level)  # granian configured logging its own way
-    server.serve(target_loader=loader, wrap_loader=False)
+    """Serve until SIGTERM or SIGINT; `app_factory` stands in for create_app (benchmarks).
+    On SQLite, messages are committed by a writer process (secretlink.ops.writer),
+    stopped only after the workers have finished their requests."""
+    writer = WriterProcess(settings) if writer_wanted(settings.database_url) else None
+    if writer is not None:
+        writer.start()
+    try:
+        server, loader = granian_server(
+            settings, app_factory, writer.socket_path if writer else None
+        )
+        logs.configure(settings.log_level)  # granian configured logging its own way
+        server.serve(target_loader=loader, wrap_loader=False)
+    finally:
+        if writer is not None:
+            writer.stop()
 
 
 def serve(settings: Settings) -> None:

@@ -31,11 +31,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from secretlink.store.raw_sql import bind_processor
+from secretlink.store.raw_sql import Compiled, bind_processor
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,9 @@ FOREIGN_KEY_VIOLATION = "23503"
 # A message's outcome; an admission check (secretlink.store.quotas) may give others.
 STORED = "stored"
 UNKNOWN_INBOX = "unknown_inbox"
+# A row's key when it went to a writer process that ended before it answered: the row
+# may be stored already, and is then only reported STORED, not admitted again.
+RESENT = "resent"
 
 # Given the writer's cursor inside its transaction and the batch's rows, the outcome of
 # each row; only rows marked STORED are inserted, in the same transaction.
@@ -164,6 +167,9 @@ class GroupCommit:
         # (the notifications' due marks commit with their messages).
         self._after_insert = after_insert
         self._statement = _Statement(engine, messages)
+        self._stored_already = Compiled(
+            select(messages.c.id).where(messages.c.id == bindparam("id")), engine.dialect
+        )
         self._sqlite = engine.dialect.name == "sqlite"
         self._dbapi = engine.dialect.loaded_dbapi
         self._integrity_error = self._dbapi.IntegrityError
@@ -226,26 +232,34 @@ class GroupCommit:
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
+            for pending, settled in zip(batch, self.settle([p.row for p in batch]), strict=True):
+                if isinstance(settled, BaseException):
+                    pending.error = settled
+                else:
+                    pending.outcome = settled
+        finally:
+            _wake(batch)
+
+    def settle(self, rows: list[dict]) -> list[str | BaseException]:
+        """Store what may be stored of `rows`, in one transaction when it can: each
+        row's outcome, or the error that kept it from being settled. Called by this
+        writer's thread, and by the writer process (secretlink.store.writer_process)."""
+        settled: list[str | BaseException | None] = [None] * len(rows)
+        try:
             try:
-                outcomes = self._write([pending.row for pending in batch])
+                settled[:] = self._write(rows)
             except self._integrity_error as exc:
                 if not self._names_a_missing_inbox(exc):
                     raise
                 # A message for an unknown (or just deleted) inbox in the batch:
                 # settle each on its own rather than fail them all.
-                for pending in batch:
-                    pending.outcome = self._write_one(pending.row)
-            else:
-                for pending, outcome in zip(batch, outcomes, strict=True):
-                    pending.outcome = outcome
+                for i, row in enumerate(rows):
+                    settled[i] = self._write_one(row)
         except BaseException as exc:
-            log.warning("group commit of %d messages failed: %s", len(batch), type(exc).__name__)
+            log.warning("group commit of %d messages failed: %s", len(rows), type(exc).__name__)
             error = self._as_sqlalchemy_error(exc)
-            for pending in batch:
-                if pending.outcome is None:
-                    pending.error = error
-        finally:
-            _wake(batch)
+            settled = [error if outcome is None else outcome for outcome in settled]
+        return settled
 
     def _write_one(self, row: dict) -> str:
         """Insert one row; UNKNOWN_INBOX when the foreign key says its inbox does not exist."""
@@ -266,9 +280,14 @@ class GroupCommit:
                 if self._sqlite:
                     # Take SQLite's write lock at once rather than upgrade to it midway.
                     cursor.execute("BEGIN IMMEDIATE")
-                outcomes = self._admit(cursor, rows) if self._admit else [STORED] * len(rows)
+                found = self._found(cursor, rows)
+                fresh = [row for row in rows if row["id"] not in found]
+                if fresh and self._admit is not None:
+                    admitted = self._admit(cursor, fresh)
+                else:
+                    admitted = [STORED] * len(fresh)
                 stored = [
-                    row for row, outcome in zip(rows, outcomes, strict=True) if outcome == STORED
+                    row for row, outcome in zip(fresh, admitted, strict=True) if outcome == STORED
                 ]
                 if stored:
                     parameters = [self._statement.parameters(row) for row in stored]
@@ -280,7 +299,23 @@ class GroupCommit:
             except BaseException:
                 self._abandon(connection)
                 raise
-        return outcomes
+        if not found:
+            return admitted
+        decided = dict(zip((row["id"] for row in fresh), admitted, strict=True))
+        return [STORED if row["id"] in found else decided[row["id"]] for row in rows]
+
+    def _found(self, cursor, rows: list[dict]) -> set[str]:
+        """The ids of the RESENT rows that are stored already (rare: only after a writer
+        process ended with messages in flight)."""
+        found = set()
+        for row in rows:
+            if row.get(RESENT):
+                cursor.execute(
+                    self._stored_already.sql, self._stored_already.parameters(id=row["id"])
+                )
+                if cursor.fetchone() is not None:
+                    found.add(row["id"])
+        return found
 
     def _open(self):
         if self._connection is None:

@@ -57,6 +57,7 @@ from secretlink.store.quotas import (
     Usage,
 )
 from secretlink.store.spent_nonces import Spend, SpendGate
+from secretlink.store.writer_process import WriterClient
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +225,20 @@ class Storage:
         self._group_commit = GroupCommit(
             engine, MessageRow.__table__, admit=self._admit, after_insert=self._mark
         )
+        # Where add_message_async sends messages: this process's own group commit, or
+        # the instance's writer process (use_writer_process).
+        self._writer: GroupCommit | WriterClient = self._group_commit
+
+    def use_writer_process(self, socket_path: str) -> None:
+        """Send messages from an event loop to the writer process listening at
+        `socket_path` (secretlink.store.writer_process); this process's own group
+        commit still takes them while that process cannot be reached."""
+        self._writer = WriterClient(socket_path, self._group_commit)
+
+    def settle_messages(self, rows: list[dict]) -> list[str | BaseException]:
+        """Store what may be stored of message rows in one transaction, with every check
+        add_message makes; each row's outcome or error (for the writer process)."""
+        return self._group_commit.settle(rows)
 
     def add_check(self, check: Check) -> None:
         """Have `check` decide, in the transaction that stores them, which messages may
@@ -344,7 +359,7 @@ class Storage:
     ) -> str | None:
         """add_message() for a caller on an event loop (secretlink/web/fast_path.py)."""
         row = new_message_row(public_key, envelope, spend)
-        return _stored(row["id"], await self._group_commit.insert_async(row))
+        return _stored(row["id"], await self._writer.insert_async(row))
 
     def insert_message(
         self, connection, public_key: str, envelope: bytes, spend: Spend | None = None

@@ -45,6 +45,19 @@ def default_instance_path() -> Path:
     return Path(Flask("secretlink", instance_relative_config=True).instance_path)
 
 
+def open_storage(settings: Settings) -> tuple[Storage, Notifications]:
+    """The instance's storage and notifier, wired as every process that stores
+    messages needs them: the app, and the writer process (secretlink.ops.writer)."""
+    storage = Storage.from_url(settings.database_url, Quotas.from_settings(settings))
+    notifier = Notifications.from_settings(settings, storage.engine)
+    # Decided where messages are stored, in the writer's transaction, not in each
+    # sender's request: whether the inbox takes messages now, and who to tell.
+    storage.add_check(SendingGate(storage.engine.dialect).refusals)
+    if notifier.enabled:
+        storage.on_stored(notifier.mark_due_in)
+    return storage, notifier
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(
         "secretlink",  # as default_instance_path(): one instance folder for every entry
@@ -61,7 +74,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.logger.setLevel(settings.log_level)
     logs.install_filters()
 
-    storage = Storage.from_url(settings.database_url, Quotas.from_settings(settings))
+    storage, notifier = open_storage(settings)
     if settings.auto_upgrade:
         storage.create_schema()
     else:
@@ -80,13 +93,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         redis_url=settings.redis_url,
         fresh_seconds=settings.pow_fresh_seconds,
     )
-    notifier = Notifications.from_settings(settings, storage.engine)
     app.extensions["secretlink.notify"] = notifier
-    # Decided where messages are stored, in the writer's transaction, not in each
-    # sender's request: whether the inbox takes messages now, and who to tell.
-    storage.add_check(SendingGate(storage.engine.dialect).refusals)
-    if notifier.enabled:
-        storage.on_stored(notifier.mark_due_in)
 
     origin.install(app)  # before the routes: it sets how the URL map treats slashes
     for blueprint in api.BLUEPRINTS:
