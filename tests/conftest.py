@@ -297,6 +297,22 @@ class LiveServer:
     data_dir: Path
 
 
+# How often a test's HTTP server in a thread looks for shutdown(): the socketserver
+# default, 0.5 s, made every test that stops one wait that long at its end.
+SHUTDOWN_POLL_SECONDS = 0.02
+
+
+def serve_in_thread(server) -> threading.Thread:
+    """Run a socketserver-style server's loop in a daemon thread; shutdown() ends it."""
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS},
+        daemon=True,
+    )
+    thread.start()
+    return thread
+
+
 class QuietRequestHandler(WSGIRequestHandler):
     """No request log: it would print each client's address, and the tests' output."""
 
@@ -340,8 +356,7 @@ def serving_in_thread(data_dir: Path, origin: Callable[[str], str] = lambda url:
             )
         )
     )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    thread = serve_in_thread(server)
     try:
         yield LiveServer(url, apps[0], data_dir)
     finally:

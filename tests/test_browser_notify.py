@@ -8,13 +8,12 @@ message arrives. tests/test_notifications.py delivers Web Push to a local RFC 80
 endpoint with keys it makes.
 """
 
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import test_browser
-from conftest import serving_in_thread
+from conftest import serve_in_thread, serving_in_thread
 from test_browser import create_inbox_in_browser, new_page
 
 from secretlink.notify import worker
@@ -51,8 +50,7 @@ def webhook() -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_thread(server)
     yield f"http://127.0.0.1:{server.server_address[1]}", received
     server.shutdown()
     server.server_close()

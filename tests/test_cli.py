@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import serving_in_thread
+from conftest import serve_in_thread, serving_in_thread
 
 from secretlink.client.cli import main
 from secretlink.crypto import generate_keypair
@@ -238,7 +238,6 @@ def test_not_a_secretlink_server(key_file, tmp_path):
     """A web server that answers HTML to everything gets a clear refusal, not a traceback."""
     import functools
     import http.server
-    import threading
 
     (tmp_path / "index.html").write_text("<h1>hello</h1>")
 
@@ -248,7 +247,7 @@ def test_not_a_secretlink_server(key_file, tmp_path):
 
     handler = functools.partial(Quiet, directory=str(tmp_path))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     try:
         result = run(
             "inbox",
@@ -338,7 +337,6 @@ class LinkRewritingProxy:
         self.upstream = ""
         proxy = self
         import http.server
-        import threading
 
         import requests
 
@@ -367,7 +365,7 @@ class LinkRewritingProxy:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve_in_thread(self.server)
 
     def close(self):
         self.server.shutdown()

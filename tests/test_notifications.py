@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from click.testing import CliRunner
-from conftest import bearer, register
+from conftest import bearer, register, serve_in_thread
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -91,8 +91,7 @@ def receiver() -> Iterator[Receiver]:
     server.daemon_threads = True
     port = server.server_address[1]
     state.append(Receiver(f"http://127.0.0.1:{port}", port))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_thread(server)
     yield state[0]
     server.shutdown()
     server.server_close()
@@ -895,7 +894,7 @@ def test_https_goes_to_the_checked_address_with_the_name_for_sni_and_certificate
     context.sni_callback = note_server_name
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     port = server.server_address[1]
     # The test's certificate is the one trusted (instead of the public CAs).
     original = addresses.PinnedSession.__init__

@@ -234,6 +234,11 @@ class WriterServer:
             self._drop(worker)
 
     def _commit(self, batch: list[tuple[_Worker, int, dict]]) -> None:
+        # A worker dropped since its messages were read settles them itself (see
+        # WriterClient): none of them may be written here after that.
+        batch = [entry for entry in batch if entry[0].connection in self._workers]
+        if not batch:
+            return
         settled = self._settle([row for _, _, row in batch])
         answers: dict[_Worker, list[bytes]] = {}
         for (worker, sequence, _), outcome in zip(batch, settled, strict=True):
