@@ -82,6 +82,24 @@ def send_until_cut_off(index: int, url: str, public_key: bytes, ledger: Ledger) 
                     ledger.refused[text] = status
 
 
+def start_senders(server_url: str, keypair, ledger: Ledger) -> list[threading.Thread]:
+    """SENDERS concurrent senders to the inbox; returns once the load is well under way
+    (KILL_AFTER_ACKS acknowledged, or KILL_AFTER_SECONDS passed)."""
+    url = f"{server_url}/api/v1/inboxes/{keypair.public_key_text}/messages"
+    senders = [
+        threading.Thread(
+            target=send_until_cut_off, args=(i, url, keypair.public_key, ledger), daemon=True
+        )
+        for i in range(SENDERS)
+    ]
+    for sender in senders:
+        sender.start()
+    deadline = time.monotonic() + KILL_AFTER_SECONDS
+    while ledger.count_acknowledged() < KILL_AFTER_ACKS and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return senders
+
+
 def test_sigkill_under_load_loses_and_duplicates_nothing(tmp_path):
     keypair = generate_keypair()
     ledger = Ledger()
@@ -89,18 +107,7 @@ def test_sigkill_under_load_loses_and_duplicates_nothing(tmp_path):
         InboxClient(served.url, keypair).register("")
         workers = wait_for_workers(served.process, 2)
         assert len(workers) == 2
-        url = f"{served.url}/api/v1/inboxes/{keypair.public_key_text}/messages"
-        senders = [
-            threading.Thread(
-                target=send_until_cut_off, args=(i, url, keypair.public_key, ledger), daemon=True
-            )
-            for i in range(SENDERS)
-        ]
-        for sender in senders:
-            sender.start()
-        deadline = time.monotonic() + KILL_AFTER_SECONDS
-        while ledger.count_acknowledged() < KILL_AFTER_ACKS and time.monotonic() < deadline:
-            time.sleep(0.01)
+        senders = start_senders(served.url, keypair, ledger)
         # Master and workers at once (one signal to the group), mid-load.
         os.killpg(served.process.pid, signal.SIGKILL)
         assert served.process.wait(timeout=10) == -signal.SIGKILL
@@ -169,18 +176,7 @@ def test_the_message_writer_killed_under_load_loses_and_duplicates_nothing(tmp_p
         while "message writer ready" not in served.output() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert "message writer ready" in served.output()
-        url = f"{served.url}/api/v1/inboxes/{keypair.public_key_text}/messages"
-        senders = [
-            threading.Thread(
-                target=send_until_cut_off, args=(i, url, keypair.public_key, ledger), daemon=True
-            )
-            for i in range(SENDERS)
-        ]
-        for sender in senders:
-            sender.start()
-        deadline = time.monotonic() + KILL_AFTER_SECONDS
-        while ledger.count_acknowledged() < KILL_AFTER_ACKS and time.monotonic() < deadline:
-            time.sleep(0.01)
+        senders = start_senders(served.url, keypair, ledger)
         os.kill(writer, signal.SIGKILL)
         killed_at = ledger.count_acknowledged()
         for sender in senders:

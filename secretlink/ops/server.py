@@ -13,8 +13,7 @@ nobody races to migrate. On SQLite it also starts the message writer, one proces
 that commits every worker's messages (secretlink.ops.writer). SIGTERM stops
 gracefully: the workers stop accepting, finish the requests they hold, and a message
 is acknowledged only after its transaction commits, so no acknowledged message is
-lost. Each worker runs the
-periodic retention purge.
+lost. Each worker runs the periodic retention purge.
 """
 
 import functools
