@@ -233,3 +233,18 @@ def test_a_connection_sending_garbage_is_dropped_and_the_others_served(tmp_path,
     # The garbled read was refused whole: its valid message was not stored either
     # (the worker that sent it settles everything itself once its connection is gone).
     assert stored_ids(worker) == [message_id]
+
+
+def test_without_a_folder_for_its_socket_the_server_runs_without_a_writer(
+    monkeypatch, tmp_path, caplog
+):
+    from secretlink.ops import server, writer
+    from secretlink.settings import Settings
+
+    def no_folder(**_kwargs):
+        raise PermissionError(13, "Permission denied", "/tmp")
+
+    monkeypatch.setattr(writer.tempfile, "mkdtemp", no_folder)
+    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    assert server.start_writer(settings) is None
+    assert "no message writer process" in caplog.text

@@ -178,9 +178,7 @@ def run(settings: Settings, app_factory=None) -> None:
     """Serve until SIGTERM or SIGINT; `app_factory` stands in for create_app (benchmarks).
     On SQLite, messages are committed by a writer process (secretlink.ops.writer),
     stopped only after the workers have finished their requests."""
-    writer = WriterProcess(settings) if writer_wanted(settings.database_url) else None
-    if writer is not None:
-        writer.start()
+    writer = start_writer(settings) if writer_wanted(settings.database_url) else None
     try:
         server, loader = granian_server(
             settings, app_factory, writer.socket_path if writer else None
@@ -190,6 +188,18 @@ def run(settings: Settings, app_factory=None) -> None:
     finally:
         if writer is not None:
             writer.stop()
+
+
+def start_writer(settings: Settings) -> WriterProcess | None:
+    """The message writer, started; None if it cannot be (no temporary folder for its
+    socket): then each worker commits its own messages, more slowly but as safely."""
+    try:
+        writer = WriterProcess(settings)
+    except OSError as exc:
+        log.warning("no message writer process (%s): each worker commits its own", exc)
+        return None
+    writer.start()
+    return writer
 
 
 def serve(settings: Settings) -> None:
