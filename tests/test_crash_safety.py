@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
-from test_serve import serving, wait_for_workers, writer_of
+from test_serve import serving, wait_for_workers, wait_for_writer_ready, writer_of
 
 from secretlink.client.http import InboxClient
 from secretlink.crypto import b64decode, b64encode, generate_keypair, open_envelope, seal
@@ -172,10 +172,7 @@ def test_the_message_writer_killed_under_load_loses_and_duplicates_nothing(tmp_p
         assert len(wait_for_workers(served.process, 2)) == 2
         writer = writer_of(served.process.pid)
         assert writer is not None, "no message writer process on SQLite"
-        deadline = time.monotonic() + 30
-        while "message writer ready" not in served.output() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert "message writer ready" in served.output()
+        wait_for_writer_ready(served.log_path)
         senders = start_senders(served.url, keypair, ledger)
         os.kill(writer, signal.SIGKILL)
         killed_at = ledger.count_acknowledged()

@@ -14,7 +14,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 import requests
 from conftest import IN_CI, ROOT
-from test_serve import free_port, stop, wait_until_healthy
+from test_serve import free_port, stop, wait_for_writer_ready, wait_until_healthy
 
 PYZ = ROOT / "dist" / "secretlink.pyz"
 
@@ -102,13 +102,13 @@ def test_zipapp_serves_and_round_trips(pyz, tmp_path):
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_healthy(url, server, log_path)
+        # The message writer runs from the zipapp too (its own process, same packages).
+        wait_for_writer_ready(log_path)
         cli("keygen", "--key-file", "inbox.key", "--server", url)
         link = cli("inbox", "create", "--key-file", "inbox.key").strip()
         cli("send", link, stdin="from the zipapp\n")
         messages = json.loads(cli("inbox", "read", "--key-file", "inbox.key", "--json"))
         assert [m["text"] for m in messages] == ["from the zipapp"]
-        # The message writer runs from the zipapp too (its own process, same packages).
-        assert "message writer ready" in log_path.read_text()
         # The web assets travel in the zipapp too: every page and what it loads.
         loaded = set()
         for page in (url + "/", url + "/inbox", url + "/reply", link):

@@ -70,6 +70,17 @@ def workers_of(pid: int) -> list[int]:
     return [child for child in children_of(pid) if not is_writer(child)]
 
 
+def wait_for_writer_ready(log_path: Path) -> None:
+    """Until the server's log says its message writer is ready (it starts beside the
+    workers; until then they commit their own messages)."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if "message writer ready" in log_path.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the message writer did not start: {log_path.read_text()}")
+
+
 def writer_of(pid: int) -> int | None:
     """The server's message writer process (SQLite only), once it has started."""
     deadline = time.monotonic() + STARTUP_SECONDS
