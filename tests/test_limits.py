@@ -1,6 +1,7 @@
 """Rate limits: 429 with Retry-After, per client / inbox / instance, shared through Redis,
 and never keyed by a readable address."""
 
+import asyncio
 import inspect
 import threading
 import time
@@ -518,3 +519,75 @@ def test_the_in_memory_counters_take_hits_from_many_threads_at_once():
         threading.settrace(None)
     assert errors == []
     assert [storage.get_sliding_window(f"key-{n}", 60)[2] for n in range(2)] == [1, 1]
+
+
+# ---- messages being accepted hold their place: one process never overshoots a window ----
+
+
+def test_a_held_place_counts_until_it_is_charged_or_given_back(tmp_path):
+    app = make_app(tmp_path, rate_limit_inbox="3/minute")
+    keypair = registered_inbox(app)
+    budgets = app.extensions["secretlink.budgets"]
+    key = keypair.public_key_text
+    places = [budgets.hold_message(key) for _ in range(3)]
+    with pytest.raises(limits.RateLimited):  # three messages are being accepted
+        budgets.hold_message(key)
+    with places.pop():  # refused after its check (say, the puzzle was used): room again
+        pass
+    places.append(budgets.hold_message(key))
+    for place in places:
+        place.charge()
+        place.release()  # once charged, nothing more is given back
+    with pytest.raises(limits.RateLimited):  # three stored: the window is full
+        budgets.hold_message(key)
+    assert not budgets._held  # no place is left behind
+
+
+def test_messages_waiting_for_their_commit_on_the_event_loop_count_against_the_window(tmp_path):
+    """The overshoot CI once saw on `secretlink serve`: on the event loop, every message
+    waiting for its commit had passed the window's check, none was counted yet."""
+    from test_fast_path import fast_path_of
+    from werkzeug.test import EnvironBuilder
+
+    app = make_app(tmp_path, rate_limit_inbox="3/minute")
+    keypair = registered_inbox(app)
+    fast = fast_path_of(app)
+    assert fast.on_loop
+    storage = app.extensions["secretlink.storage"]
+    store = storage.add_message_async
+    waiting: list = []
+    gate = asyncio.Event()
+
+    async def held_up(*args):
+        waiting.append(args)
+        await gate.wait()  # every message is in flight at once
+        return await store(*args)
+
+    storage.add_message_async = held_up
+
+    async def in_thread(function, *args):
+        return function(*args)
+
+    async def post(number: int):
+        environ = EnvironBuilder(
+            f"/api/v1/inboxes/{keypair.public_key_text}/messages",
+            method="POST",
+            base_url=TEST_ORIGIN,
+            json={"ciphertext": b64encode(seal("x", keypair.public_key))},
+            environ_base={"REMOTE_ADDR": f"192.0.2.{number}"},
+        ).get_environ()
+        return await fast.answer_on_loop(environ, in_thread)
+
+    async def ten_at_once():
+        answers = asyncio.gather(*(post(number) for number in range(10)))
+        while len(waiting) < 3:
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)  # the others have been answered by now
+        gate.set()
+        return await answers
+
+    answers = asyncio.run(ten_at_once())
+    statuses = sorted(int(reply.status.split()[0]) for reply in answers)
+    assert statuses == [201] * 3 + [429] * 7
+    assert len(waiting) == 3
+    assert not app.extensions["secretlink.budgets"]._held

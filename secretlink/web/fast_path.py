@@ -169,24 +169,25 @@ class MessageFastPath:
             except ApiError as error:
                 return Outcome.of(error)
             try:
-                spend = messages.admissible(public_key, fields, [])
+                place, spend = messages.admissible(public_key, fields, [])
             except ApiError as error:
                 refused = error
         if refused is not None:
             first = messages.refusal_first
             return Outcome.of(await in_thread(self.in_context, first, public_key, refused))
         storage = self.app.extensions["secretlink.storage"]
-        try:
-            message_id = await storage.add_message_async(public_key, envelope, spend)
-        except messages.STORAGE_REFUSALS as refused:
-            return Outcome.of(
-                await in_thread(self.in_context, messages.storage_refusal, public_key, refused)
-            )
-        with self.app.app_context():
+        with place:  # given back unless the message is stored and charged
             try:
-                return Outcome(201, {"id": messages.accepted(public_key, message_id)})
-            except ApiError as error:
-                return Outcome.of(error)
+                message_id = await storage.add_message_async(public_key, envelope, spend)
+            except messages.STORAGE_REFUSALS as refused:
+                return Outcome.of(
+                    await in_thread(self.in_context, messages.storage_refusal, public_key, refused)
+                )
+            with self.app.app_context():
+                try:
+                    return Outcome(201, {"id": messages.accepted(public_key, message_id, place)})
+                except ApiError as error:
+                    return Outcome.of(error)
 
     def in_context(self, function: Callable, *args):
         with self.app.app_context():

@@ -41,6 +41,7 @@ import math
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -301,11 +302,14 @@ def _rate_limited_answer(error: "RateLimited"):
 class Budgets:
     """Counters that strangers cannot spend for others.
 
-    Messages: `check_message` before the puzzle is spent (it counts nothing), then
-    `charge_message` once the message is stored. Requests answered between the two
-    are not counted yet, so concurrent senders can overshoot a window by at most the
-    number of messages being accepted at that moment: one per request the instance
-    handles at once (SECRETLINK_WORKERS x SECRETLINK_THREADS per `serve` process).
+    Messages: `hold_message` before the puzzle is spent, which counts nothing in the
+    window but holds a place in it (`MessagePlace`); the place is charged once the
+    message is stored, or given back if it is refused. A process counts the places it
+    holds against the window, so its own concurrent senders cannot take the window
+    past its limit, whether they wait in threads or on the event loop. Only the
+    places held by other processes sharing the count (Redis) are unseen: with Redis,
+    messages are accepted in threads, so that is at most SECRETLINK_THREADS per other
+    worker.
     Owners: `charge_owner` right after the token verifies, counted whatever follows.
     """
 
@@ -317,23 +321,42 @@ class Budgets:
             "read": parse_many(settings.rate_limit_owner_read),
             "write": parse_many(settings.rate_limit_owner_write),
         }
+        # Places held by messages this process is accepting, per counter.
+        self._held: Counter[tuple[str, str]] = Counter()
+        self._held_lock = threading.Lock()
 
     def _message_rules(self, public_key: str):
         yield from ((item, ("inbox:" + public_key, "send-inbox")) for item in self._inbox)
         yield from ((item, ("instance", "send-global")) for item in self._instance)
 
-    def check_message(self, public_key: str) -> None:
-        """429 if this inbox, or the instance, took all the messages its window allows."""
-        for item, ids in self._message_rules(public_key):
-            if not self._strategy.test(item, "secretlink", *ids):
+    def hold_message(self, public_key: str) -> "MessagePlace":
+        """A place for one message in this inbox's and the instance's windows, or 429
+        if their counts and the places already held leave no room."""
+        rules = list(self._message_rules(public_key))
+        counters = {ids for _, ids in rules}
+        # Held first, then tested with every place held (this one included): two
+        # messages tested at once both see each other, so neither overshoots.
+        self.change_held(counters, +1)
+        for item, ids in rules:
+            if not self._strategy.test(item, "secretlink", *ids, cost=self._held[ids]):
+                self.change_held(counters, -1)
                 who = "this inbox" if ids[1] == "send-inbox" else "this server"
                 reason = f"{who} received too many messages in the last {_period(item)}"
                 self._refuse(item, ids, reason)
+        return MessagePlace(self, public_key, counters)
 
     def charge_message(self, public_key: str) -> None:
-        """Count a message that was accepted and stored."""
+        """Count a message that was accepted and stored (its MessagePlace does)."""
         for item, ids in self._message_rules(public_key):
             self._strategy.hit(item, "secretlink", *ids)
+
+    def change_held(self, counters: set[tuple[str, str]], change: int) -> None:
+        """Take (+1) or give back (-1) one place in each of these counters."""
+        with self._held_lock:
+            for ids in counters:
+                self._held[ids] += change
+                if not self._held[ids]:
+                    del self._held[ids]
 
     def charge_owner(self, public_key: str, kind: str) -> None:
         """Count an owner's request (token verified); 429 once the inbox's window is full."""
@@ -348,6 +371,33 @@ class Budgets:
         reset = self._strategy.get_window_stats(item, "secretlink", *ids).reset_time
         retry_after = max(1, math.ceil(reset - time.time()))
         raise RateLimited(f"{reason}; try again in {retry_after} s", retry_after)
+
+
+class MessagePlace:
+    """One message's place in the shared windows, from its check to its end: `charge`
+    once it is stored; leaving the `with` block without that gives the place back."""
+
+    def __init__(self, budgets: Budgets | None, public_key: str, counters: set):
+        self._budgets = budgets
+        self._public_key = public_key
+        self._counters = counters
+
+    def charge(self) -> None:
+        """Count the stored message in its windows, in place of the place it held."""
+        if self._budgets is not None:
+            self._budgets.charge_message(self._public_key)
+        self.release()
+
+    def release(self) -> None:
+        budgets, self._budgets = self._budgets, None
+        if budgets is not None:
+            budgets.change_held(self._counters, -1)
+
+    def __enter__(self) -> "MessagePlace":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
 
 
 class RateLimited(ApiError):
@@ -366,11 +416,8 @@ def _period(item: RateLimitItem) -> str:
 class NoBudgets:
     """The shared budgets with the rate limits switched off: nothing is counted."""
 
-    def check_message(self, public_key: str) -> None:
-        pass
-
-    def charge_message(self, public_key: str) -> None:
-        pass
+    def hold_message(self, public_key: str) -> MessagePlace:
+        return MessagePlace(None, public_key, set())
 
     def charge_owner(self, public_key: str, kind: str) -> None:
         pass

@@ -34,7 +34,7 @@ from secretlink.web.api.common import (
 )
 from secretlink.web.api.settings import refuse_closed, sending_refusal
 from secretlink.web.errors import ApiError
-from secretlink.web.limits import budgets
+from secretlink.web.limits import MessagePlace, budgets
 from secretlink.web.pow import puzzle_used
 
 bp = Blueprint("messages", __name__, url_prefix=PREFIX)
@@ -125,18 +125,19 @@ def submit(public_key: str, body: dict) -> str:
     """
     envelope, blob_ids = parsed_message(body)
     try:
-        spend = admissible(public_key, body, blob_ids)
+        place, spend = admissible(public_key, body, blob_ids)
     except ApiError as error:
         raise refusal_first(public_key, error) from None
-    try:
-        if blob_ids:
-            # One transaction: the message, its puzzle and the links to its blobs.
-            message_id = blob_store().add_message(public_key, envelope, blob_ids, spend)
-        else:
-            message_id = storage().add_message(public_key, envelope, spend)
-    except STORAGE_REFUSALS as refused:
-        raise storage_refusal(public_key, refused) from None
-    return accepted(public_key, message_id)
+    with place:  # given back unless the message is stored and charged
+        try:
+            if blob_ids:
+                # One transaction: the message, its puzzle and the links to its blobs.
+                message_id = blob_store().add_message(public_key, envelope, blob_ids, spend)
+            else:
+                message_id = storage().add_message(public_key, envelope, spend)
+        except STORAGE_REFUSALS as refused:
+            raise storage_refusal(public_key, refused) from None
+        return accepted(public_key, message_id, place)
 
 
 def parsed_message(body: dict) -> tuple[bytes, list[str]]:
@@ -145,19 +146,26 @@ def parsed_message(body: dict) -> tuple[bytes, list[str]]:
     return envelope_from(string_field(body, "ciphertext")), blob_ids_field(body)
 
 
-def admissible(public_key: str, body: dict, blob_ids: list[str]) -> Spend | None:
-    """The puzzle's spend if the inbox may be sent this message now, or ApiError. Reads
-    no database unless a blob is listed (or a stale puzzle needs the current
-    difficulty) and counts nothing."""
+def admissible(
+    public_key: str, body: dict, blob_ids: list[str]
+) -> tuple[MessagePlace, Spend | None]:
+    """The message's place in the shared budgets and its puzzle's spend if the inbox
+    may be sent this message now, or ApiError. Reads no database unless a blob is
+    listed (or a stale puzzle needs the current difficulty) and counts nothing: the
+    caller charges the place once the message is stored, or leaves its `with`."""
     if blob_ids:
         check_blobs(public_key, blob_ids)
-    # The shared budgets are looked at, not spent, before the puzzle is verified.
-    budgets().check_message(public_key)
+    # A place in the shared budgets is held, not charged, before the puzzle is verified.
+    place = budgets().hold_message(public_key)
     # Verified here; spent in the transaction that stores the message, where the
     # inbox's state (paused, moved on, disabled, its hourly cap) and the quotas are
     # decided too, once per batch of messages: a message refused there keeps its
     # puzzle, and an accepted one costs its request no database call.
-    return proof_of_work().verify(public_key, body.get("puzzle"), body.get("solution"))
+    try:
+        return place, proof_of_work().verify(public_key, body.get("puzzle"), body.get("solution"))
+    except BaseException:
+        place.release()
+        raise
 
 
 def refusal_first(public_key: str, error: ApiError) -> ApiError:
@@ -184,12 +192,12 @@ def storage_refusal(public_key: str, refused: Exception) -> ApiError:
     return as_api_error(refused)
 
 
-def accepted(public_key: str, message_id: str | None) -> str:
+def accepted(public_key: str, message_id: str | None, place: MessagePlace) -> str:
     """The stored message's id, once counted; 404 if its inbox did not exist."""
     if message_id is None:
         raise ApiError(404, "unknown_inbox", "no inbox with this key on this server")
     # Accepted: only now does the message count for its inbox and the instance.
-    budgets().charge_message(public_key)
+    place.charge()
     # Only messages taken raise the difficulty: asking for puzzles costs nothing.
     proof_of_work().accepted(public_key)
     return message_id
