@@ -7,6 +7,7 @@ release's files can be set against a rebuild from source (README.md).
 """
 
 import base64
+import functools
 import hashlib
 import sys
 from dataclasses import dataclass
@@ -56,8 +57,6 @@ def _require(path: Path) -> None:
 def referenced_templates(folder: Path, pages: tuple[str, ...]) -> list[str]:
     """The pages and every template they extend or include, at any depth, in the
     order found; a missing one is listed too (the caller reports it)."""
-    # Parsed only, never rendered; the i18n extension knows the {% trans %} tag.
-    environment = jinja2.Environment(autoescape=True, extensions=["jinja2.ext.i18n"])
     found: list[str] = []
     pending = list(pages)
     while pending:
@@ -67,10 +66,19 @@ def referenced_templates(folder: Path, pages: tuple[str, ...]) -> list[str]:
         found.append(name)
         path = folder / name
         if path.is_file():
-            source = path.read_text(encoding="utf-8")
-            names = jinja2.meta.find_referenced_templates(environment.parse(source))
-            pending += [child for child in names if child is not None]
+            pending += _references(path.read_text(encoding="utf-8"))
     return found
+
+
+@functools.lru_cache(maxsize=64)
+def _references(source: str) -> tuple[str, ...]:
+    """The templates a template's source extends or includes. Cached by the source
+    itself: every app built in one process (the tests build hundreds) parses each
+    page once, and an edited template is parsed again."""
+    # Parsed only, never rendered; the i18n extension knows the {% trans %} tag.
+    environment = jinja2.Environment(autoescape=True, extensions=["jinja2.ext.i18n"])
+    names = jinja2.meta.find_referenced_templates(environment.parse(source))
+    return tuple(name for name in names if name is not None)
 
 
 @dataclass(frozen=True)
