@@ -8,6 +8,7 @@ each worker has. tests/test_crash_safety.py kills the real process under load.
 import asyncio
 import socket
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 
 from secretlink.ops.writer import wanted
 from secretlink.store import writer_process
+from secretlink.store.group_commit import MAX_BATCH
 from secretlink.store.quotas import QuotaExceeded, Quotas
 from secretlink.store.storage import PuzzleUsed, Storage, new_message_row, spend_of
 from secretlink.store.writer_process import (
@@ -233,6 +235,37 @@ def test_a_connection_sending_garbage_is_dropped_and_the_others_served(tmp_path,
     # The garbled read was refused whole: its valid message was not stored either
     # (the worker that sent it settles everything itself once its connection is gone).
     assert stored_ids(worker) == [message_id]
+
+
+def test_messages_of_a_worker_dropped_before_their_commit_are_not_written(socket_path):
+    """A worker's read can hold more than one batch. If answering the first batch
+    finds the worker gone, it settles the rest itself (WriterClient), so the writer
+    must not write them too."""
+    settled: list[list[dict]] = []
+
+    def settle(rows: list[dict]) -> list[str]:
+        settled.append(rows)
+        return ["stored"] * len(rows)
+
+    listener = listen(socket_path)
+    with socket.socket(socket.AF_UNIX) as worker:
+        worker.connect(socket_path)
+        rows = [new_message_row(INBOX, b"m", None) for _ in range(MAX_BATCH + 1)]
+        worker.sendall(b"".join(encode_message(n, row) for n, row in enumerate(rows, 1)))
+    # Sent and gone before the writer reads: its one read holds two batches.
+    server = WriterServer(settle, listener)
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not settled and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # time for a wrong second commit
+    finally:
+        server.stop(0.0)
+        thread.join(timeout=10)
+    assert [len(batch) for batch in settled] == [MAX_BATCH]
+    assert [row["id"] for row in settled[0]] == [row["id"] for row in rows[:MAX_BATCH]]
 
 
 def test_without_a_folder_for_its_socket_the_server_runs_without_a_writer(

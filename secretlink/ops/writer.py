@@ -20,10 +20,9 @@ import tempfile
 import threading
 import time
 
-from sqlalchemy.engine import make_url
-
 from secretlink.ops import logs
 from secretlink.settings import Settings
+from secretlink.store.database import is_sqlite_file
 
 log = logging.getLogger("secretlink.ops.writer")
 
@@ -37,8 +36,7 @@ STEADY_SECONDS = 60.0
 
 def wanted(database_url: str) -> bool:
     """Whether this instance's messages go through a writer process: SQLite in a file."""
-    url = make_url(database_url)
-    return url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+    return is_sqlite_file(database_url)
 
 
 class WriterProcess:

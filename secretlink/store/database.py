@@ -10,7 +10,7 @@ import sqlite3
 import time
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 
 BUSY_TIMEOUT_SECONDS = 5
 
@@ -49,6 +49,14 @@ def _use_wal(cursor: sqlite3.Cursor) -> None:
 # A PostgreSQL host that drops packets would otherwise hold a command or a worker
 # for the operating system's TCP timeout (minutes) before the error appears.
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
+
+
+def is_sqlite_file(database_url: str | URL) -> bool:
+    """SQLite in a file: one writer at a time across processes, which the group commit's
+    file lock and the writer process (secretlink.ops.writer) are for. In-memory SQLite
+    lives in one process; PostgreSQL takes concurrent writers itself."""
+    url = make_url(database_url)
+    return url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
 
 
 def make_engine(database_url: str) -> Engine:

@@ -35,6 +35,7 @@ from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from secretlink.store.database import is_sqlite_file
 from secretlink.store.raw_sql import Compiled, bind_processor
 
 log = logging.getLogger(__name__)
@@ -49,10 +50,6 @@ FOREIGN_KEY_VIOLATION = "23503"
 # A message's outcome; an admission check (secretlink.store.quotas) may give others.
 STORED = "stored"
 UNKNOWN_INBOX = "unknown_inbox"
-# A row's key when it went to a writer process that ended before it answered: the row
-# may be stored already, and is then only reported STORED, not admitted again.
-RESENT = "resent"
-
 # Given the writer's cursor inside its transaction and the batch's rows, the outcome of
 # each row; only rows marked STORED are inserted, in the same transaction.
 Admit = Callable[[object, list[dict]], list[str]]
@@ -61,6 +58,9 @@ Admit = Callable[[object, list[dict]], list[str]]
 @dataclass
 class _Pending:
     row: dict
+    # The row went to a writer process that ended before it answered: it may be
+    # stored already, and is then only reported STORED, not admitted again.
+    resent: bool = False
     done: threading.Event = field(default_factory=threading.Event)
     # For insert_async: the event loop and the future its caller awaits instead.
     waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future] | None = None
@@ -147,9 +147,8 @@ def _settle(futures: list[asyncio.Future]) -> None:
 
 
 def _writer_lock(engine: Engine):
-    database = engine.url.database
-    if engine.dialect.name == "sqlite" and database and database != ":memory:":
-        return _WriterLock(database)
+    if is_sqlite_file(engine.url):
+        return _WriterLock(engine.url.database)
     return _NoLock()  # PostgreSQL handles concurrent inserts itself
 
 
@@ -188,13 +187,13 @@ class GroupCommit:
         pending.done.wait()
         return _result(pending)
 
-    async def insert_async(self, row: dict) -> str:
+    async def insert_async(self, row: dict, resent: bool = False) -> str:
         """insert() for a caller on an event loop, which stays free while the commit
         runs: the writer wakes the loop once per batch, not a thread per message.
         Cancelling the caller does not take the row back: it is stored or refused
-        like any other."""
+        like any other. `resent`: see _Pending."""
         loop = asyncio.get_running_loop()
-        pending = _Pending(row, waiter=(loop, loop.create_future()))
+        pending = _Pending(row, resent=resent, waiter=(loop, loop.create_future()))
         self._queue.put(pending)
         self._ensure_writer()
         await asyncio.shield(pending.waiter[1])
@@ -232,7 +231,9 @@ class GroupCommit:
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
-            for pending, settled in zip(batch, self.settle([p.row for p in batch]), strict=True):
+            rows = [pending.row for pending in batch]
+            resent = {pending.row["id"] for pending in batch if pending.resent}
+            for pending, settled in zip(batch, self.settle(rows, resent), strict=True):
                 if isinstance(settled, BaseException):
                     pending.error = settled
                 else:
@@ -240,38 +241,41 @@ class GroupCommit:
         finally:
             _wake(batch)
 
-    def settle(self, rows: list[dict]) -> list[str | BaseException]:
+    def settle(
+        self, rows: list[dict], resent: set[str] | frozenset[str] = frozenset()
+    ) -> list[str | BaseException]:
         """Store what may be stored of `rows`, in one transaction when it can: each
-        row's outcome, or the error that kept it from being settled. Called by this
-        writer's thread, and by the writer process (secretlink.store.writer_process)."""
+        row's outcome, or the error that kept it from being settled. `resent`: the ids
+        of rows that may be stored already (see _Pending). Called by this writer's
+        thread, and by the writer process (secretlink.store.writer_process)."""
         settled: list[str | BaseException | None] = [None] * len(rows)
         try:
             try:
-                settled[:] = self._write(rows)
+                settled[:] = self._write(rows, resent)
             except self._integrity_error as exc:
                 if not self._names_a_missing_inbox(exc):
                     raise
                 # A message for an unknown (or just deleted) inbox in the batch:
                 # settle each on its own rather than fail them all.
                 for i, row in enumerate(rows):
-                    settled[i] = self._write_one(row)
+                    settled[i] = self._write_one(row, resent)
         except BaseException as exc:
             log.warning("group commit of %d messages failed: %s", len(rows), type(exc).__name__)
             error = self._as_sqlalchemy_error(exc)
             settled = [error if outcome is None else outcome for outcome in settled]
         return settled
 
-    def _write_one(self, row: dict) -> str:
+    def _write_one(self, row: dict, resent: set[str] | frozenset[str]) -> str:
         """Insert one row; UNKNOWN_INBOX when the foreign key says its inbox does not exist."""
         try:
-            [outcome] = self._write([row])
+            [outcome] = self._write([row], resent)
         except self._integrity_error as exc:
             if not self._names_a_missing_inbox(exc):
                 raise
             return UNKNOWN_INBOX
         return outcome
 
-    def _write(self, rows: list[dict]) -> list[str]:
+    def _write(self, rows: list[dict], resent: set[str] | frozenset[str]) -> list[str]:
         """Insert the admitted rows in one transaction, or none of them; each row's outcome."""
         with self._lock:
             connection = self._open()
@@ -280,7 +284,7 @@ class GroupCommit:
                 if self._sqlite:
                     # Take SQLite's write lock at once rather than upgrade to it midway.
                     cursor.execute("BEGIN IMMEDIATE")
-                found = self._found(cursor, rows)
+                found = self._found(cursor, resent)
                 fresh = [row for row in rows if row["id"] not in found]
                 if fresh and self._admit is not None:
                     admitted = self._admit(cursor, fresh)
@@ -304,17 +308,14 @@ class GroupCommit:
         decided = dict(zip((row["id"] for row in fresh), admitted, strict=True))
         return [STORED if row["id"] in found else decided[row["id"]] for row in rows]
 
-    def _found(self, cursor, rows: list[dict]) -> set[str]:
-        """The ids of the RESENT rows that are stored already (rare: only after a writer
+    def _found(self, cursor, resent: set[str] | frozenset[str]) -> set[str]:
+        """Which of the resent rows' ids are stored already (rare: only after a writer
         process ended with messages in flight)."""
         found = set()
-        for row in rows:
-            if row.get(RESENT):
-                cursor.execute(
-                    self._stored_already.sql, self._stored_already.parameters(id=row["id"])
-                )
-                if cursor.fetchone() is not None:
-                    found.add(row["id"])
+        for message_id in resent:
+            cursor.execute(self._stored_already.sql, self._stored_already.parameters(id=message_id))
+            if cursor.fetchone() is not None:
+                found.add(message_id)
         return found
 
     def _open(self):

@@ -12,7 +12,7 @@ after the commit.
 
 The writer can end (a crash, the OOM killer) with messages in flight. Its transaction
 either committed or not, and after the connection ends it never writes again; so the
-worker settles those messages itself, through its own group commit, marked RESENT: a
+worker settles those messages itself, through its own group commit, marked resent: a
 message already stored is reported stored, not stored twice. While the writer cannot
 be reached (starting, restarting) the workers commit their own messages as before, so
 an instance keeps taking messages.
@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from secretlink.store.group_commit import MAX_BATCH, RESENT, GroupCommit
+from secretlink.store.group_commit import MAX_BATCH, GroupCommit
 from secretlink.store.spent_nonces import Spend
 
 log = logging.getLogger(__name__)
@@ -273,7 +273,7 @@ class _Connection(asyncio.Protocol):
     """A worker's connection to the writer: messages out, their outcomes back."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, local: GroupCommit):
-        self._loop = loop
+        self.loop = loop  # the event loop it was opened on, and serves
         self._local = local
         self._transport: asyncio.Transport | None = None
         self._sequence = 0
@@ -288,11 +288,11 @@ class _Connection(asyncio.Protocol):
 
     def send(self, row: dict) -> asyncio.Future:
         self._sequence += 1
-        future = self._loop.create_future()
+        future = self.loop.create_future()
         self._waiting[self._sequence] = (row, future)
         if not self._outbox:
             # Everything sent in one turn of the event loop goes out in one write.
-            self._loop.call_soon(self._flush)
+            self.loop.call_soon(self._flush)
         self._outbox.append(encode_message(self._sequence, row))
         return future
 
@@ -329,13 +329,13 @@ class _Connection(asyncio.Protocol):
                 len(waiting),
             )
         for row, future in waiting.values():
-            task = self._loop.create_task(self._settle_here(row, future))
+            task = self.loop.create_task(self._settle_here(row, future))
             self._settling.add(task)
             task.add_done_callback(self._settling.discard)
 
     async def _settle_here(self, row: dict, future: asyncio.Future) -> None:
         try:
-            outcome = await self._local.insert_async({**row, RESENT: True})
+            outcome = await self._local.insert_async(row, resent=True)
         except Exception as exc:
             if not future.done():
                 future.set_exception(exc)
@@ -367,7 +367,7 @@ class WriterClient:
     async def _connected(self) -> _Connection | None:
         loop = asyncio.get_running_loop()
         connection = self._connection
-        if connection is not None and not connection.closed and connection._loop is loop:
+        if connection is not None and not connection.closed and connection.loop is loop:
             return connection
         if loop.time() < self._retry_at:
             return None
