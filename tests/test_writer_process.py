@@ -7,6 +7,8 @@ each worker has. tests/test_crash_safety.py kills the real process under load.
 
 import asyncio
 import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -281,3 +283,22 @@ def test_without_a_folder_for_its_socket_the_server_runs_without_a_writer(
     settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}")
     assert server.start_writer(settings) is None
     assert "no message writer process" in caplog.text
+
+
+def test_the_writer_opens_the_storage_without_flask(tmp_path):
+    """The writer process wires the instance's storage without the web app: it starts
+    sooner and smaller (docs/PERFORMANCE.md, "What the writer costs")."""
+    code = (
+        "import sys\n"
+        "from secretlink.ops import writer\n"
+        "from pathlib import Path\n"
+        "from secretlink.settings import Settings\n"
+        "from secretlink.store.instance import open_storage\n"
+        f"folder = Path({str(tmp_path)!r})\n"
+        "settings = Settings(data_dir=folder).with_data_dir(folder)\n"
+        "storage, _ = open_storage(settings)\n"
+        "storage.create_schema()\n"
+        "assert 'flask' not in sys.modules, 'flask was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -118,8 +118,8 @@ class WriterProcess:
 
 
 def main() -> None:
+    from secretlink.store.instance import open_storage
     from secretlink.store.writer_process import WriterServer, listen
-    from secretlink.web.app import open_storage
 
     socket_path = sys.argv[1]
     settings: Settings = pickle.load(sys.stdin.buffer)  # noqa: S301 (from the main process)

@@ -7,13 +7,10 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from secretlink.crypto.envelope import MAX_ENVELOPE
-from secretlink.notify.service import Notifications
 from secretlink.ops import logs
 from secretlink.settings import Settings
 from secretlink.store import migrate
-from secretlink.store.inbox_settings import SendingGate
-from secretlink.store.quotas import Quotas
-from secretlink.store.storage import Storage
+from secretlink.store.instance import open_storage
 from secretlink.web import (
     api,
     assets,
@@ -43,19 +40,6 @@ MAX_REQUEST_BYTES = MAX_ENVELOPE * 4 // 3 + 1024
 def default_instance_path() -> Path:
     """Flask's instance folder for this package, the default data folder."""
     return Path(Flask("secretlink", instance_relative_config=True).instance_path)
-
-
-def open_storage(settings: Settings) -> tuple[Storage, Notifications]:
-    """The instance's storage and notifier, wired as every process that stores
-    messages needs them: the app, and the writer process (secretlink.ops.writer)."""
-    storage = Storage.from_url(settings.database_url, Quotas.from_settings(settings))
-    notifier = Notifications.from_settings(settings, storage.engine)
-    # Decided where messages are stored, in the writer's transaction, not in each
-    # sender's request: whether the inbox takes messages now, and who to tell.
-    storage.add_check(SendingGate(storage.engine.dialect).refusals)
-    if notifier.enabled:
-        storage.on_stored(notifier.mark_due_in)
-    return storage, notifier
 
 
 def create_app(settings: Settings | None = None) -> Flask:
