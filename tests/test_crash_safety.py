@@ -100,6 +100,18 @@ def start_senders(server_url: str, keypair, ledger: Ledger) -> list[threading.Th
     return senders
 
 
+def wait_until_acknowledgements_stop(ledger: Ledger, quiet_seconds: float = 0.3) -> None:
+    """Until no message has been acknowledged for `quiet_seconds` (at most 10 s)."""
+    deadline = time.monotonic() + 10
+    seen = ledger.count_acknowledged()
+    while time.monotonic() < deadline:
+        time.sleep(quiet_seconds)
+        now = ledger.count_acknowledged()
+        if now == seen:
+            return
+        seen = now
+
+
 def test_sigkill_under_load_loses_and_duplicates_nothing(tmp_path):
     keypair = generate_keypair()
     ledger = Ledger()
@@ -174,6 +186,11 @@ def test_the_message_writer_killed_under_load_loses_and_duplicates_nothing(tmp_p
         assert writer is not None, "no message writer process on SQLite"
         wait_for_writer_ready(served.log_path)
         senders = start_senders(served.url, keypair, ledger)
+        # Stopped first, so that it dies holding messages: the workers keep sending it
+        # theirs and wait for answers. (Killed at a random moment, it sometimes held
+        # none: the test's own sender threads are slower than the server.)
+        os.kill(writer, signal.SIGSTOP)
+        wait_until_acknowledgements_stop(ledger)
         os.kill(writer, signal.SIGKILL)
         killed_at = ledger.count_acknowledged()
         for sender in senders:
