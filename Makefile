@@ -11,6 +11,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 CHROMIUM ?= /usr/bin/chromium
+TEST_JOBS ?= 2
 
 NEED_NODE := command -v node >/dev/null && command -v npm >/dev/null || { echo "building \
 	the page scripts needs Node.js 20+ and npm (installing and running secretlink do not)"; exit 1; }
@@ -27,8 +28,10 @@ BUNDLES := webui/static/build/home.js webui/static/build/inbox.js webui/static/b
 run: install
 	$(BIN)/secretlink serve --host $(HOST) --port $(PORT)
 
+# The tests run in TEST_JOBS processes (pytest-xdist), each test file whole in one of
+# them: module fixtures stay shared, and a file's servers never race its own tests.
 test: install chromium dist js-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile
 
 # The JavaScript side: the shipped bundles must be what the source and lockfile build,
 # and the browser crypto passes its tests. Both need Node.js: without it (someone

@@ -23,8 +23,20 @@ from secretlink.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Its own database number: the tests flush it before and after each use.
-REDIS_URL = os.environ.get("SECRETLINK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def redis_database_for_this_process(url: str) -> str:
+    """`url` with a database number of its own for each process running tests:
+    pytest-xdist's workers gw0, gw1, ... take the number given, then one less each.
+    The tests flush it before and after each use."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    base, _, number = url.rpartition("/")
+    return f"{base}/{int(number or 0) - worker}"
+
+
+REDIS_URL = redis_database_for_this_process(
+    os.environ.get("SECRETLINK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+)
 POSTGRES_URL = os.environ.get(
     "SECRETLINK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -43,6 +55,22 @@ def pytest_configure(config) -> None:
     config.addinivalue_line(
         "markers", "postgresql: runs against the server at SECRETLINK_TEST_POSTGRES_URL"
     )
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Give each schemathesis operation test (tests/test_openapi.py) its own node id.
+
+    schemathesis names them `test_fuzz[<operation>]`, but under pytest 9.2 their ids
+    all read `...::test_fuzz`; pytest-xdist, which `make test` runs, schedules tests by
+    id, and would run one operation of the 24."""
+    for item in items:
+        label = getattr(item, "operation_label", None)
+        if label is None or item.nodeid.endswith("]"):
+            continue
+        if hasattr(item, "_id"):  # pytest 9.2 and newer
+            item._id = item._id.with_params(label)
+        else:
+            item._nodeid = f"{item.nodeid}[{label}]"
 
 
 @pytest.fixture(autouse=True)

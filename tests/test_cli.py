@@ -15,9 +15,11 @@ from secretlink.client.cli import main
 from secretlink.crypto import generate_keypair
 from secretlink.crypto.envelope import MAX_TEXT_BYTES
 from secretlink.crypto.keyfile import load_key_file
+from secretlink.crypto.keys import keypair_from_secret
 from secretlink.settings import Settings
 
-A_KEY = generate_keypair().public_key_text
+# Fixed, not random: pytest-xdist's workers must collect the same test ids.
+A_KEY = keypair_from_secret(bytes(range(1, 33))).public_key_text
 
 
 def run(*args: str, stdin: str | None = None):
