@@ -6,6 +6,7 @@ each worker has. tests/test_crash_safety.py kills the real process under load.
 """
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -302,3 +303,24 @@ def test_the_writer_opens_the_storage_without_flask(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_server_removes_the_socket_folders_of_servers_killed_outright(tmp_path):
+    """SIGKILL leaves a server no time to remove its writer's socket folder; the next
+    server removes the folders named after processes that no longer run, and only
+    those."""
+    from secretlink.ops.writer import FOLDER_PREFIX, remove_stale_folders
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    stale = tmp_path / f"{FOLDER_PREFIX}{ended.pid}-abc123"
+    running = tmp_path / f"{FOLDER_PREFIX}{os.getpid()}-def456"
+    unnamed = tmp_path / f"{FOLDER_PREFIX}not-a-pid"
+    other = tmp_path / "something-else"
+    for folder in (stale, running, unnamed, other):
+        folder.mkdir()
+    (stale / "writer.sock").touch()
+    remove_stale_folders(str(tmp_path))
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        [running.name, unnamed.name, other.name]
+    )

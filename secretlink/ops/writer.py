@@ -39,12 +39,47 @@ def wanted(database_url: str) -> bool:
     return is_sqlite_file(database_url)
 
 
+FOLDER_PREFIX = "secretlink-writer-"
+
+
+def remove_stale_folders(parent: str | None = None) -> None:
+    """Remove the socket folders that servers killed outright (SIGKILL, the OOM
+    killer) could not: this user's, named after a process that no longer runs."""
+    parent = parent or tempfile.gettempdir()
+    try:
+        names = [name for name in os.listdir(parent) if name.startswith(FOLDER_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid_text = name.removeprefix(FOLDER_PREFIX).partition("-")[0]
+        path = os.path.join(parent, name)
+        try:
+            if not pid_text.isdigit() or os.lstat(path).st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        if not _running(int(pid_text)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 class WriterProcess:
     """The writer process, restarted whenever it ends until stop() is called."""
 
     def __init__(self, settings: Settings):
         self._settings = settings
-        self._folder = tempfile.mkdtemp(prefix="secretlink-writer-")  # mode 0700
+        remove_stale_folders()
+        # mode 0700; named after this process, which removes it when it stops.
+        self._folder = tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-")
         self.socket_path = os.path.join(self._folder, "writer.sock")
         self._lock = threading.Lock()
         self._stopping = False
