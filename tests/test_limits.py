@@ -591,3 +591,27 @@ def test_messages_waiting_for_their_commit_on_the_event_loop_count_against_the_w
     assert statuses == [201] * 3 + [429] * 7
     assert len(waiting) == 3
     assert not app.extensions["secretlink.budgets"]._held
+
+
+def test_no_place_is_kept_by_a_refused_message_or_a_failing_counter_store(tmp_path):
+    app = make_app(tmp_path, rate_limit_inbox="3/minute")
+    keypair, client = registered_inbox(app), app.test_client()
+    budgets = app.extensions["secretlink.budgets"]
+    unknown = generate_keypair()
+    assert send(client, unknown).status_code == 404  # checked, held, then no inbox
+    storage = app.extensions["secretlink.storage"]
+    storage.add_message, storage.add_message_async = None, None  # storing fails: 500
+    assert send(client, keypair).status_code == 500
+    assert not budgets._held
+
+    class CountersDown:
+        """A counter store that cannot be reached (Redis down)."""
+
+        def test(self, *args, **kwargs):
+            raise ConnectionError("the counters' storage is unreachable")
+
+    down = limits.Budgets(CountersDown(), Settings())
+    for _ in range(3):
+        with pytest.raises(ConnectionError):
+            down.hold_message(keypair.public_key_text)
+    assert not down._held  # else each failure would take a place for good

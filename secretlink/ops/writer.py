@@ -12,6 +12,7 @@ so an instance on it keeps a writer in each worker and starts no process.
 import logging
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -40,6 +41,7 @@ def wanted(database_url: str) -> bool:
 
 
 FOLDER_PREFIX = "secretlink-writer-"
+PID_IN_NAME = re.compile(r"([0-9]{1,9})-[A-Za-z0-9_]+")  # after the prefix: mkdtemp's
 
 
 def remove_stale_folders(parent: str | None = None) -> None:
@@ -51,14 +53,14 @@ def remove_stale_folders(parent: str | None = None) -> None:
     except OSError:
         return
     for name in names:
-        pid_text = name.removeprefix(FOLDER_PREFIX).partition("-")[0]
+        pid = PID_IN_NAME.fullmatch(name.removeprefix(FOLDER_PREFIX))
         path = os.path.join(parent, name)
         try:
-            if not pid_text.isdigit() or os.lstat(path).st_uid != os.getuid():
+            if pid is None or os.lstat(path).st_uid != os.getuid():
                 continue
         except OSError:
             continue
-        if not _running(int(pid_text)):
+        if not _running(int(pid.group(1))):
             shutil.rmtree(path, ignore_errors=True)
 
 

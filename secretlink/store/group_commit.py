@@ -258,7 +258,7 @@ class GroupCommit:
                 # A message for an unknown (or just deleted) inbox in the batch:
                 # settle each on its own rather than fail them all.
                 for i, row in enumerate(rows):
-                    settled[i] = self._write_one(row, resent)
+                    settled[i] = self._write_one(row, resent & {row["id"]})
         except BaseException as exc:
             log.warning("group commit of %d messages failed: %s", len(rows), type(exc).__name__)
             error = self._as_sqlalchemy_error(exc)

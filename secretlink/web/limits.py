@@ -306,10 +306,12 @@ class Budgets:
     window but holds a place in it (`MessagePlace`); the place is charged once the
     message is stored, or given back if it is refused. A process counts the places it
     holds against the window, so its own concurrent senders cannot take the window
-    past its limit, whether they wait in threads or on the event loop. Only the
-    places held by other processes sharing the count (Redis) are unseen: with Redis,
-    messages are accepted in threads, so that is at most SECRETLINK_THREADS per other
-    worker.
+    past its limit, whether they wait in threads or on the event loop. A place is
+    held while the puzzle is checked and given back at once if it fails: on the
+    event loop no other request runs meanwhile, in a thread it is microseconds
+    (a stale puzzle's difficulty is one read). Only the places held by other
+    processes sharing the count (Redis) are unseen: with Redis, messages are
+    accepted in threads, so that is at most SECRETLINK_THREADS per other worker.
     Owners: `charge_owner` right after the token verifies, counted whatever follows.
     """
 
@@ -335,14 +337,23 @@ class Budgets:
         rules = list(self._message_rules(public_key))
         counters = {ids for _, ids in rules}
         # Held first, then tested with every place held (this one included): two
-        # messages tested at once both see each other, so neither overshoots.
+        # messages tested at once both see each other, so neither overshoots (at the
+        # window's last place, both may be refused).
         self.change_held(counters, +1)
-        for item, ids in rules:
-            if not self._strategy.test(item, "secretlink", *ids, cost=self._held[ids]):
-                self.change_held(counters, -1)
-                who = "this inbox" if ids[1] == "send-inbox" else "this server"
-                reason = f"{who} received too many messages in the last {_period(item)}"
-                self._refuse(item, ids, reason)
+        try:
+            full = [
+                (item, ids)
+                for item, ids in rules
+                if not self._strategy.test(item, "secretlink", *ids, cost=self._held[ids])
+            ]
+        except BaseException:  # the counters' storage failed (Redis down): no place kept
+            self.change_held(counters, -1)
+            raise
+        if full:
+            self.change_held(counters, -1)
+            item, ids = full[0]
+            who = "this inbox" if ids[1] == "send-inbox" else "this server"
+            self._refuse(item, ids, f"{who} received too many messages in the last {_period(item)}")
         return MessagePlace(self, public_key, counters)
 
     def charge_message(self, public_key: str) -> None:
@@ -384,9 +395,11 @@ class MessagePlace:
 
     def charge(self) -> None:
         """Count the stored message in its windows, in place of the place it held."""
-        if self._budgets is not None:
-            self._budgets.charge_message(self._public_key)
-        self.release()
+        try:
+            if self._budgets is not None:
+                self._budgets.charge_message(self._public_key)
+        finally:
+            self.release()
 
     def release(self) -> None:
         budgets, self._budgets = self._budgets, None
