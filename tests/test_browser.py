@@ -40,6 +40,9 @@ def launch(playwright, extra_flags=()):
 @pytest.fixture(scope="module")
 def playwright_driver():
     sync_api = pytest.importorskip("playwright.sync_api")
+    # Assertions wait as long as actions do (Playwright's default is 5 s): with
+    # `make test`'s two processes on two cores, a page's decryption can take longer.
+    sync_api.expect.set_options(timeout=TIMEOUT_MS)
     with sync_api.sync_playwright() as playwright:
         yield playwright
 

@@ -21,6 +21,7 @@ CONTROLS = "main button, main input, main textarea, main select, main form"
 @pytest.fixture(scope="module")
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api.expect.set_options(timeout=TIMEOUT_MS)  # as in test_browser.playwright_driver
     with sync_api.sync_playwright() as playwright:
         browser = launch(playwright)
         yield browser
