@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from secretlink.ops.writer import wanted
 from secretlink.store import writer_process
+from secretlink.store.database import is_sqlite_file
 from secretlink.store.group_commit import MAX_BATCH
 from secretlink.store.quotas import QuotaExceeded, Quotas
 from secretlink.store.storage import PuzzleUsed, Storage, new_message_row, spend_of
@@ -125,10 +125,10 @@ def test_a_frame_longer_than_any_message_is_refused():
 
 
 def test_only_sqlite_in_a_file_gets_a_writer_process():
-    assert wanted("sqlite:////var/lib/secretlink/secretlink.sqlite3")
-    assert not wanted("sqlite://")
-    assert not wanted("sqlite:///:memory:")
-    assert not wanted("postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    assert is_sqlite_file("sqlite:////var/lib/secretlink/secretlink.sqlite3")
+    assert not is_sqlite_file("sqlite://")
+    assert not is_sqlite_file("sqlite:///:memory:")
+    assert not is_sqlite_file("postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 # ---- messages through the writer ----
@@ -305,22 +305,32 @@ def test_the_writer_opens_the_storage_without_flask(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def test_a_server_removes_the_socket_folders_of_servers_killed_outright(tmp_path):
+def test_a_server_removes_the_socket_folders_of_servers_killed_outright(tmp_path, monkeypatch):
     """SIGKILL leaves a server no time to remove its writer's socket folder; the next
-    server removes the folders named after processes that no longer run, and only
-    those."""
-    from secretlink.ops.writer import FOLDER_PREFIX, remove_stale_folders
+    server's writer removes the folders named after processes that no longer run,
+    and only those, and names its own after its process."""
+    from secretlink.ops import writer
+    from secretlink.settings import Settings
 
+    monkeypatch.setattr(writer.tempfile, "tempdir", str(tmp_path))
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
-    stale = tmp_path / f"{FOLDER_PREFIX}{ended.pid}-abc123"
-    running = tmp_path / f"{FOLDER_PREFIX}{os.getpid()}-def456"
-    unnamed = tmp_path / f"{FOLDER_PREFIX}not-a-pid"
+    stale = tmp_path / f"{writer.FOLDER_PREFIX}{ended.pid}-abc123"
+    running = tmp_path / f"{writer.FOLDER_PREFIX}{os.getppid()}-def456"
+    unnamed = tmp_path / f"{writer.FOLDER_PREFIX}not-a-pid"
     other = tmp_path / "something-else"
     for folder in (stale, running, unnamed, other):
         folder.mkdir()
     (stale / "writer.sock").touch()
-    remove_stale_folders(str(tmp_path))
-    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
-        [running.name, unnamed.name, other.name]
-    )
+    process = writer.WriterProcess(Settings(data_dir=tmp_path))  # not started
+    try:
+        own = Path(process.socket_path).parent
+        assert own.parent == tmp_path and own.name.startswith(
+            f"{writer.FOLDER_PREFIX}{os.getpid()}-"
+        )
+        assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+            [running.name, unnamed.name, other.name, own.name]
+        )
+    finally:
+        process.stop()
+    assert not own.exists()

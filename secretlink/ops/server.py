@@ -27,10 +27,10 @@ from dataclasses import replace
 from secretlink.notify import worker as notify_worker
 from secretlink.ops import logs
 from secretlink.ops.writer import WriterProcess
-from secretlink.ops.writer import wanted as writer_wanted
 from secretlink.settings import Settings
 from secretlink.store import retention
 from secretlink.store.blob_backends import StorageUnavailable
+from secretlink.store.database import is_sqlite_file
 
 log = logging.getLogger("secretlink.ops.server")
 
@@ -178,7 +178,8 @@ def run(settings: Settings, app_factory=None) -> None:
     """Serve until SIGTERM or SIGINT; `app_factory` stands in for create_app (benchmarks).
     On SQLite, messages are committed by a writer process (secretlink.ops.writer),
     stopped only after the workers have finished their requests."""
-    writer = start_writer(settings) if writer_wanted(settings.database_url) else None
+    # Only SQLite in a file needs one writer for all workers (PostgreSQL takes many).
+    writer = start_writer(settings) if is_sqlite_file(settings.database_url) else None
     try:
         server, loader = granian_server(
             settings, app_factory, writer.socket_path if writer else None

@@ -23,7 +23,6 @@ import time
 
 from secretlink.ops import logs
 from secretlink.settings import Settings
-from secretlink.store.database import is_sqlite_file
 
 log = logging.getLogger("secretlink.ops.writer")
 
@@ -33,11 +32,6 @@ GRACEFUL_SECONDS = 30
 RESTART_SECONDS = (0.1, 0.5, 2.0, 5.0)
 # A writer that ran this long before it ended is restarted after the shortest wait again.
 STEADY_SECONDS = 60.0
-
-
-def wanted(database_url: str) -> bool:
-    """Whether this instance's messages go through a writer process: SQLite in a file."""
-    return is_sqlite_file(database_url)
 
 
 FOLDER_PREFIX = "secretlink-writer-"
@@ -70,7 +64,7 @@ def _running(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # another user's process
+        pass  # another user's process
     return True
 
 

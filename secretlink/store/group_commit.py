@@ -29,6 +29,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from sqlalchemy import Table, bindparam, insert, select
@@ -242,7 +243,7 @@ class GroupCommit:
             _wake(batch)
 
     def settle(
-        self, rows: list[dict], resent: set[str] | frozenset[str] = frozenset()
+        self, rows: list[dict], resent: AbstractSet[str] = frozenset()
     ) -> list[str | BaseException]:
         """Store what may be stored of `rows`, in one transaction when it can: each
         row's outcome, or the error that kept it from being settled. `resent`: the ids
@@ -265,7 +266,7 @@ class GroupCommit:
             settled = [error if outcome is None else outcome for outcome in settled]
         return settled
 
-    def _write_one(self, row: dict, resent: set[str] | frozenset[str]) -> str:
+    def _write_one(self, row: dict, resent: AbstractSet[str]) -> str:
         """Insert one row; UNKNOWN_INBOX when the foreign key says its inbox does not exist."""
         try:
             [outcome] = self._write([row], resent)
@@ -275,7 +276,7 @@ class GroupCommit:
             return UNKNOWN_INBOX
         return outcome
 
-    def _write(self, rows: list[dict], resent: set[str] | frozenset[str]) -> list[str]:
+    def _write(self, rows: list[dict], resent: AbstractSet[str]) -> list[str]:
         """Insert the admitted rows in one transaction, or none of them; each row's outcome."""
         with self._lock:
             connection = self._open()
@@ -308,7 +309,7 @@ class GroupCommit:
         decided = dict(zip((row["id"] for row in fresh), admitted, strict=True))
         return [STORED if row["id"] in found else decided[row["id"]] for row in rows]
 
-    def _found(self, cursor, resent: set[str] | frozenset[str]) -> set[str]:
+    def _found(self, cursor, resent: AbstractSet[str]) -> set[str]:
         """Which of the resent rows' ids are stored already (rare: only after a writer
         process ended with messages in flight)."""
         found = set()
