@@ -308,7 +308,7 @@ def test_axe_finds_nothing_on_the_inbox_with_files(
     auditor.audit(page, "inbox page, a file downloaded")
     sender = auditor.page()
     sender.goto(inbox.link)
-    sender.get_by_label("Files (optional)").set_input_files(str(tmp_path / "out" / "a.txt"))
+    choose_files(sender, str(tmp_path / "out" / "a.txt"))
     sender.locator("#attach-list li").wait_for()
     auditor.audit(sender, "sender page, a file chosen")
     auditor.check()
@@ -329,12 +329,20 @@ def saved_by_cli(inbox: Inbox, folder: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in folder.iterdir()}
 
 
+def choose_files(page, paths) -> None:
+    """Choose files as a user can: once the page shows the files input, which it does
+    when the inbox's view says it takes files."""
+    files_input = page.get_by_label("Files (optional)")
+    expect(files_input).to_be_visible()
+    files_input.set_input_files(paths)
+
+
 def send_with_files(
     page, link: str, text: str, paths: list[Path], timeout_ms: int = 60_000
 ) -> None:
     page.goto(link)
     page.get_by_label("Message").fill(text)
-    page.get_by_label("Files (optional)").set_input_files([str(path) for path in paths])
+    choose_files(page, [str(path) for path in paths])
     page.get_by_role("button", name="Send").click()
     expect(page.locator("#status")).to_contain_text("Sent.", timeout=timeout_ms)
 
@@ -417,7 +425,7 @@ def test_an_upload_that_never_gets_through_says_so_and_sends_no_message(
     dropped = drop_uploads(page, lambda offset, dropped: True)
     page.goto(inbox.link)
     page.get_by_label("Message").fill("never arrives")
-    page.get_by_label("Files (optional)").set_input_files(outgoing(tmp_path / "out", content))
+    choose_files(page, outgoing(tmp_path / "out", content))
     page.get_by_role("button", name="Send").click()
     expect(page.locator("#status")).to_contain_text(
         "Could not reach the server. Your message was not sent; try again.", timeout=30_000
@@ -441,13 +449,36 @@ def test_a_tampered_encryption_worker_is_not_run(browser, live_server, inbox, tm
     sender.goto(inbox.link)
     sender.get_by_label("Message").fill("must not go with a tampered worker")
     paths = outgoing(tmp_path / "out", {"secret.pdf": os.urandom(1000)})
-    sender.get_by_label("Files (optional)").set_input_files([str(path) for path in paths])
+    choose_files(sender, [str(path) for path in paths])
     sender.get_by_role("button", name="Send").click()
     expect(sender.get_by_role("alert")).to_contain_text(
         "The encryption script could not be loaded or failed its integrity check. Nothing was sent."
     )
     assert list(InboxClient(live_server.url, inbox.keypair).messages()) == []
     assert not inbox.blob_folder.exists() or not any(inbox.blob_folder.iterdir())
+
+
+def test_files_chosen_before_the_input_shows_are_listed_once_it_does(
+    browser, live_server, page_errors, inbox, tmp_path
+):
+    """Files already in the input when the inbox's view arrives (a form the browser
+    restored) go with the message, so the page lists them as soon as it shows the input."""
+    page = new_page(browser, page_errors)
+    views = []  # the inbox's view, held back until the files are in the input
+    page.route(re.compile(r"/api/v1/inboxes/[A-Za-z0-9_-]+$"), lambda route: views.append(route))
+    page.goto(inbox.link)
+    expect(page.get_by_label("Files (optional)")).to_be_hidden()
+    page.get_by_label("Files (optional)").set_input_files(
+        outgoing(tmp_path / "out", {"early.txt": b"chosen early"})
+    )
+    page.wait_for_function("() => document.querySelector('#attachments').files.length === 1")
+    for _ in range(200):  # the page asks for the view as it loads: within 10 s
+        if views:
+            break
+        page.wait_for_timeout(50)
+    assert views, "the page never asked for the inbox's view"
+    views.pop().continue_()
+    expect(page.locator("#attach-list li")).to_have_text(re.compile(r"^early\.txt · 12 bytes$"))
 
 
 def test_the_files_input_is_hidden_where_attachments_are_not_accepted(
@@ -481,7 +512,7 @@ def test_a_file_over_the_servers_limit_is_refused_before_any_upload(browser, pag
         expect(page.locator("#attach-limits")).to_contain_text("each at most 97.7 KiB")
         page.get_by_label("Message").fill("too big")
         paths = outgoing(tmp_path / "out", {"ok.txt": b"fine", "big.bin": os.urandom(200_000)})
-        page.get_by_label("Files (optional)").set_input_files([str(path) for path in paths])
+        choose_files(page, [str(path) for path in paths])
         page.get_by_role("button", name="Send").click()
         expect(page.get_by_role("alert")).to_contain_text(
             "big.bin has 195.3 KiB; this server takes files of at most 97.7 KiB. Nothing was sent."
@@ -587,9 +618,7 @@ def test_unticked_a_photo_goes_byte_for_byte(browser, live_server, page_errors, 
     page.goto(inbox.link)
     page.get_by_label("Message").fill("as it is")
     page.get_by_label("Remove location and camera data from JPEG photos").uncheck()
-    page.get_by_label("Files (optional)").set_input_files(
-        outgoing(tmp_path / "out", {"original.jpg": photo})
-    )
+    choose_files(page, outgoing(tmp_path / "out", {"original.jpg": photo}))
     page.get_by_role("button", name="Send").click()
     expect(page.locator("#status")).to_contain_text("Sent.")
     expect(page.locator("#attach-progress-text")).to_have_text(
@@ -607,7 +636,7 @@ def test_a_damaged_jpeg_is_refused_while_its_metadata_is_to_go(
     page = new_page(browser, page_errors)
     page.goto(inbox.link)
     page.get_by_label("Message").fill("a damaged photo")
-    page.get_by_label("Files (optional)").set_input_files(paths)
+    choose_files(page, paths)
     page.get_by_role("button", name="Send").click()
     expect(page.get_by_role("alert")).to_have_text(
         "broken.jpg looks like a JPEG photo but is damaged (it ends inside its image data), "

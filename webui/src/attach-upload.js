@@ -45,6 +45,9 @@ export function showAttachments(info) {
     { count: MAX_FILES, size: formatSize(limits.maxFile), total: formatSize(limits.maxMessage) });
   box.hidden = false;
   $("#attachments").addEventListener("change", listChosen);
+  // Files already in the input (a form the browser restored, going back to the page)
+  // are listed too: they go with the message, so the sender must see them.
+  listChosen();
 }
 
 export const chosenFiles = () => (limits ? [...$("#attachments").files] : []);
