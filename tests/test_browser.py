@@ -190,6 +190,40 @@ def test_inbox_page_opens_a_cli_key_file(browser, live_server, page_errors, tmp_
     assert shown_messages(reader) == ["via the CLI key"]
 
 
+def test_a_key_file_chosen_while_the_stored_inbox_opens_is_the_one_shown(
+    browser, live_server, page_errors, tmp_path
+):
+    """The inbox page opens a sole stored inbox by itself. A key file chosen before that
+    has finished is the inbox shown: the stored one's late answer changes nothing."""
+    page = new_page(browser, page_errors)
+    stored_key = create_inbox_in_browser(page, live_server.url, "the stored one").rsplit("/")[-1]
+    chosen = generate_keypair()
+    InboxClient(live_server.url, chosen).register("the chosen one")
+    send_in_browser(page, f"{live_server.url}/to/{chosen.public_key_text}", "for the chosen one")
+    key_path = tmp_path / "chosen.key"
+    key_path.write_text(dump_key_file(KeyFile(chosen)))
+
+    views = []  # the stored inbox's view, held back until the chosen inbox is shown
+    page.route(f"**/api/v1/inboxes/{stored_key}", lambda route: views.append(route))
+    page.goto(live_server.url + "/inbox")
+    for _ in range(200):  # the stored inbox starts opening as the page loads: within 10 s
+        if views:
+            break
+        page.wait_for_timeout(50)
+    assert views, "the stored inbox did not start opening by itself"
+    page.get_by_label("Open an inbox from a key file").set_input_files(str(key_path))
+    assert shown_messages(page) == ["for the chosen one"]
+    expect(page.locator("#inbox-prompt")).to_have_text("Prompt: the chosen one")
+    with page.expect_response(f"**/api/v1/inboxes/{stored_key}"):
+        views.pop().continue_()
+    page.evaluate("() => new Promise((done) => setTimeout(done, 200))")  # its answer is handled
+    expect(page.locator("#inbox-prompt")).to_have_text("Prompt: the chosen one")
+    expect(page.get_by_label("Link", exact=True)).to_have_value(
+        f"{live_server.url}/to/{chosen.public_key_text}"
+    )
+    assert shown_messages(page) == ["for the chosen one"]
+
+
 def test_a_broken_key_file_is_refused_clearly(browser, live_server, page_errors, tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text('{"format": "secretlink-key", "version": 7}')

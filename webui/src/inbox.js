@@ -25,7 +25,9 @@ import { askPersistence, forgetKey, keyFileName, keyFileText, listKeys, loadKey,
 import { initSettings, loadSettings } from "./settings.js";
 import { $, copyField, downloadText, element, say } from "./ui.js";
 import { installExport } from "./export.js";
-import { decorateMessage, forgetReadState, messageRemoved, startReading, stopReading } from "./reading.js";
+import {
+  decorateMessage, forgetReadState, messageRemoved, mutedReady, startReading, stopReading,
+} from "./reading.js";
 import { hideShare, showShare } from "./share.js";
 import { reportWipe } from "./wipe.js";
 import { openNotifications } from "./notify.js";
@@ -83,6 +85,7 @@ async function refresh() {
   say(t("Fetching messages…"));
   try {
     const { messages, usage } = await inbox.session.allMessages();
+    await mutedReady(); // the first drawing folds what is muted
     if (!stillShown()) return;
     const { plain, deletedUnread, readIds } = await showConversations(inbox, messages, stillShown);
     if (!stillShown()) return;
@@ -148,6 +151,10 @@ async function openInbox(keyPair) {
   const publicKey = b64encode(keyPair.publicKey);
   const link = `${location.origin}/to/${publicKey}`;
   current = { keyPair, publicKey, link, prompt: "", opened: [], session: inboxSession(keyPair) };
+  // Another inbox may be opened before this one has finished (a key file chosen while
+  // the stored inbox opens itself): this one then stops at its next step.
+  const opening = current;
+  const stillOpening = () => current === opening;
   history.replaceState(null, "", `#${publicKey}`);
   $("#key-file-note").textContent = "";
   $("#inbox").hidden = false;
@@ -158,14 +165,17 @@ async function openInbox(keyPair) {
   showInboxSafetyWords(keyPair.publicKey);
   showUsage(null);
   await loadSettings(); // first: the panel must not show the previous inbox's settings
+  if (!stillOpening()) return;
   try {
     const info = await request("GET", `/api/v1/inboxes/${publicKey}`);
+    if (!stillOpening()) return;
     current.prompt = info.prompt ?? "";
     $("#inbox-prompt").replaceChildren(...(info.prompt
       ? [t("Prompt:"), " ", element("bdi", { translate: "no" }, info.prompt)]
       : []));
     showShare(link, current.prompt);
   } catch (err) {
+    if (!stillOpening()) return;
     $("#inbox-prompt").textContent = "";
     hideShare();
     say(err.code === "unknown_inbox"
@@ -174,8 +184,9 @@ async function openInbox(keyPair) {
     return;
   }
   await refresh();
+  if (!stillOpening()) return;
   moveFocus($("#messages-heading"));
-  await openNotifications(current.session);
+  await openNotifications(opening.session);
 }
 
 async function showStoredInboxes() {
@@ -325,8 +336,7 @@ const offerBackup = setupBackup({
 const wiped = reportWipe();
 const records = await showStoredInboxes();
 const wanted = wiped ? "" : location.hash.slice(1);
-if (wanted && records.some((record) => record.publicKey === wanted)) {
-  await openStored(wanted);
-} else if (records.length === 1) {
-  await openStored(records[0].publicKey);
-}
+const stored = wanted && records.some((record) => record.publicKey === wanted) ? wanted
+  : records.length === 1 ? records[0].publicKey : null;
+// Not over an inbox the user opened meanwhile (a key file chosen while storage answered).
+if (stored && !current) await openStored(stored);

@@ -252,6 +252,7 @@ function showMutedList() {
 
 async function addMuted(event) {
   event.preventDefault();
+  await mutedLoaded; // a phrase added meanwhile joins the stored ones, not replaces them
   const input = $("#mute-phrase");
   const phrase = input.value.trim().replace(/\s+/gu, " ");
   const note = $("#mute-note");
@@ -286,8 +287,12 @@ addBackupState("read", {
   },
 });
 addDeviceBackupState("muted", {
-  save: async () => (muted.length ? [...muted] : undefined),
+  save: async () => {
+    await mutedLoaded;
+    return muted.length ? [...muted] : undefined;
+  },
   restore: async (phrases) => {
+    await mutedLoaded;
     const fresh = phrases
       .map((phrase) => phrase.trim().replace(/\s+/gu, " "))
       .filter((phrase, index, all) => phraseMatcher(phrase) && phrase.length <= MAX_MUTED_CHARS &&
@@ -302,5 +307,11 @@ addDeviceBackupState("muted", {
 
 $("#mark-all-read").addEventListener("click", markAllRead);
 $("#mute-form").addEventListener("submit", addMuted);
-await loadMuted();
-showMutedList();
+// Loaded without a top-level await: that would hold back every module importing this
+// one, and the inbox page would not answer its controls (a key file chosen, a panel
+// opened) until storage had (seconds on a slow device). What reads the phrases waits.
+const mutedLoaded = loadMuted().then(showMutedList);
+
+/** Resolves once the muted phrases are loaded: messages are drawn after it, so that
+ *  the first drawing already folds what is muted. */
+export const mutedReady = () => mutedLoaded;
