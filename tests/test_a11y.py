@@ -278,14 +278,17 @@ def test_sender_page(auditor, world):
 
 def test_reply_and_error_pages(auditor, world):
     page = auditor.page()
+    # First, while this browser holds no conversation: later the page opens it by itself.
+    page.goto(world.server.url + "/reply")
+    expect(page.locator("#no-conversations")).to_be_visible()
+    auditor.audit(page, "reply page, no conversation")
+
+    page = auditor.page()  # the link's fragment is read as a page opens, not on a hash change
     page.goto(world.reply_link)
     status(page, "1 answer")
     wait_focus(page, "#conversation-heading")
     open_panels(page)
     auditor.audit(page, "reply page, a conversation")
-
-    page.goto(world.server.url + "/reply")
-    auditor.audit(page, "reply page, no conversation")
 
     assert auditor.errors.errors == []
     page.goto(world.server.url + "/no/such/page")
@@ -434,6 +437,32 @@ def test_the_whole_flow_with_the_keyboard_alone(browser, server):
     assert focused(recipient)["id"] == "quick-wipe"
     recipient.context.close()
     sender.context.close()
+
+
+def test_opening_an_inbox_leaves_focus_where_the_user_moved_it_meanwhile(browser, world):
+    """Focus goes to the messages of the inbox just opened, but not out of a field the
+    user moved to while they were on their way: their next keys would go elsewhere."""
+    page = browser.new_context().new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    listings = []  # the inbox's messages, held back until the user has moved on
+    page.route(re.compile(r"/messages(\?.*)?$"), lambda route: listings.append(route))
+    page.goto(world.server.url + "/inbox")
+    page.locator("#no-inboxes").wait_for()
+    page.get_by_label("Open an inbox from a key file").set_input_files(str(world.empty_key))
+    status(page, "Fetching messages")
+    page.get_by_text("Muted words and phrases").click()
+    page.get_by_label("Word or phrase to mute").focus()
+    for _ in range(200):  # asked for just after "Fetching messages": within 10 s
+        if listings:
+            break
+        page.wait_for_timeout(50)
+    assert listings, "the page never asked for the messages"
+    listings.pop().continue_()
+    expect(page.locator("#status")).to_have_text(re.compile(r"^\d+ messages?\.$"))
+    page.evaluate("() => new Promise((done) => setTimeout(done, 200))")  # the opening ends
+    page.keyboard.type("spoiler")
+    expect(page.get_by_label("Word or phrase to mute")).to_have_value("spoiler")
+    page.context.close()
 
 
 def test_a_failed_send_gives_focus_back_to_the_text(browser, world):

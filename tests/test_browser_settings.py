@@ -1,6 +1,8 @@
 """Inbox settings in real Chromium: the owner's panel on the inbox page, and what a
 sender then meets (a notice instead of the form; offers the inbox refuses hidden)."""
 
+import re
+
 import pytest
 import test_browser
 from playwright.sync_api import expect
@@ -24,6 +26,8 @@ def open_settings(page) -> None:
     page.goto(page.url.split("#")[0].rsplit("/", 1)[0] + "/inbox")
     page.locator("#settings summary").click()
     page.locator("#settings-fields:not([disabled])").wait_for()
+    # The inbox has finished opening: its status line says nothing more after this.
+    expect(page.locator("#status")).to_have_text(re.compile(r"^\d+ messages?\.$"))
 
 
 def saved(page, text: str) -> None:

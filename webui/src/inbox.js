@@ -155,6 +155,7 @@ async function openInbox(keyPair) {
   // the stored inbox opens itself): this one then stops at its next step.
   const opening = current;
   const stillOpening = () => current === opening;
+  const focusedBefore = document.activeElement;
   history.replaceState(null, "", `#${publicKey}`);
   $("#key-file-note").textContent = "";
   $("#inbox").hidden = false;
@@ -185,7 +186,12 @@ async function openInbox(keyPair) {
   }
   await refresh();
   if (!stillOpening()) return;
-  moveFocus($("#messages-heading"));
+  // To the messages, unless the user has moved on meanwhile (typing a reply already):
+  // taking focus from a field would send their next keys elsewhere.
+  const focused = document.activeElement;
+  if (!focused || focused === document.body || focused === focusedBefore) {
+    moveFocus($("#messages-heading"));
+  }
   await openNotifications(opening.session);
 }
 
