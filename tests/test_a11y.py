@@ -19,6 +19,7 @@ import pytest
 from conftest import IN_CI, ROOT, LiveServer, serving_in_thread
 from playwright.sync_api import expect
 from test_browser import (
+    HeldRequests,
     PageErrors,
     launch,
     playwright_driver,  # noqa: F401  (a fixture, used by name)
@@ -444,20 +445,14 @@ def test_opening_an_inbox_leaves_focus_where_the_user_moved_it_meanwhile(browser
     user moved to while they were on their way: their next keys would go elsewhere."""
     page = browser.new_context().new_page()
     page.set_default_timeout(TIMEOUT_MS)
-    listings = []  # the inbox's messages, held back until the user has moved on
-    page.route(re.compile(r"/messages(\?.*)?$"), lambda route: listings.append(route))
+    listings = HeldRequests(page, re.compile(r"/messages(\?.*)?$"))  # until the user moved on
     page.goto(world.server.url + "/inbox")
     page.locator("#no-inboxes").wait_for()
     page.get_by_label("Open an inbox from a key file").set_input_files(str(world.empty_key))
     status(page, "Fetching messages")
     page.get_by_text("Muted words and phrases").click()
     page.get_by_label("Word or phrase to mute").focus()
-    for _ in range(200):  # asked for just after "Fetching messages": within 10 s
-        if listings:
-            break
-        page.wait_for_timeout(50)
-    assert listings, "the page never asked for the messages"
-    listings.pop().continue_()
+    listings.release("the messages")
     expect(page.locator("#status")).to_have_text(re.compile(r"^\d+ messages?\.$"))
     page.evaluate("() => new Promise((done) => setTimeout(done, 200))")  # the opening ends
     page.keyboard.type("spoiler")

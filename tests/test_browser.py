@@ -6,6 +6,7 @@ WebAssembly, as Tor Browser's "Safer" level does.
 """
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,6 +85,28 @@ def new_page(browser, page_errors):
     context = browser.new_context(accept_downloads=True)
     context.set_default_timeout(TIMEOUT_MS)
     return page_errors.watch(context.new_page())
+
+
+class HeldRequests:
+    """The page's requests to `pattern`, held back until the test lets each go on: a
+    slow network, at the instant a test chooses."""
+
+    def __init__(self, page, pattern):
+        self.page = page
+        self.routes = []
+        page.route(pattern, lambda route: self.routes.append(route))
+
+    def made(self, what: str) -> None:
+        """Wait until the page has made such a request (held, not let go yet)."""
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while not self.routes:
+            assert time.monotonic() < deadline, f"the page never asked for {what}"
+            self.page.wait_for_timeout(50)
+
+    def release(self, what: str) -> None:
+        """Let the first request held go on, once the page has made it."""
+        self.made(what)
+        self.routes.pop(0).continue_()
 
 
 def create_inbox_in_browser(page, base_url: str, prompt: str = "") -> str:
@@ -203,19 +226,15 @@ def test_a_key_file_chosen_while_the_stored_inbox_opens_is_the_one_shown(
     key_path = tmp_path / "chosen.key"
     key_path.write_text(dump_key_file(KeyFile(chosen)))
 
-    views = []  # the stored inbox's view, held back until the chosen inbox is shown
-    page.route(f"**/api/v1/inboxes/{stored_key}", lambda route: views.append(route))
+    # The stored inbox's view, held back until the chosen inbox is shown.
+    views = HeldRequests(page, f"**/api/v1/inboxes/{stored_key}")
     page.goto(live_server.url + "/inbox")
-    for _ in range(200):  # the stored inbox starts opening as the page loads: within 10 s
-        if views:
-            break
-        page.wait_for_timeout(50)
-    assert views, "the stored inbox did not start opening by itself"
+    views.made("the stored inbox's view: it did not start opening by itself")
     page.get_by_label("Open an inbox from a key file").set_input_files(str(key_path))
     assert shown_messages(page) == ["for the chosen one"]
     expect(page.locator("#inbox-prompt")).to_have_text("Prompt: the chosen one")
     with page.expect_response(f"**/api/v1/inboxes/{stored_key}"):
-        views.pop().continue_()
+        views.release("the stored inbox's view")
     page.evaluate("() => new Promise((done) => setTimeout(done, 200))")  # its answer is handled
     expect(page.locator("#inbox-prompt")).to_have_text("Prompt: the chosen one")
     expect(page.get_by_label("Link", exact=True)).to_have_value(

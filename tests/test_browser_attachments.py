@@ -27,6 +27,7 @@ from jpeg_photos import assert_cleaned, photo_with_metadata
 from playwright.sync_api import expect
 from test_a11y import VARIANTS, Auditor, axe_source  # noqa: F401 (fixtures)
 from test_browser import (  # noqa: F401 (fixtures)
+    HeldRequests,
     PageErrors,
     browser,
     jitless_browser,
@@ -464,20 +465,15 @@ def test_files_chosen_before_the_input_shows_are_listed_once_it_does(
     """Files already in the input when the inbox's view arrives (a form the browser
     restored) go with the message, so the page lists them as soon as it shows the input."""
     page = new_page(browser, page_errors)
-    views = []  # the inbox's view, held back until the files are in the input
-    page.route(re.compile(r"/api/v1/inboxes/[A-Za-z0-9_-]+$"), lambda route: views.append(route))
+    # The inbox's view, held back until the files are in the input.
+    views = HeldRequests(page, re.compile(r"/api/v1/inboxes/[A-Za-z0-9_-]+$"))
     page.goto(inbox.link)
     expect(page.get_by_label("Files (optional)")).to_be_hidden()
     page.get_by_label("Files (optional)").set_input_files(
         outgoing(tmp_path / "out", {"early.txt": b"chosen early"})
     )
     page.wait_for_function("() => document.querySelector('#attachments').files.length === 1")
-    for _ in range(200):  # the page asks for the view as it loads: within 10 s
-        if views:
-            break
-        page.wait_for_timeout(50)
-    assert views, "the page never asked for the inbox's view"
-    views.pop().continue_()
+    views.release("the inbox's view")
     expect(page.locator("#attach-list li")).to_have_text(re.compile(r"^early\.txt · 12 bytes$"))
 
 

@@ -208,7 +208,6 @@ def test_the_inbox_page_answers_while_its_storage_is_slow(
     later.goto(live_server.url + "/inbox")
     later.get_by_label("Open an inbox from a key file").set_input_files(str(key_path))
     later.get_by_role("status").filter(has_text="Fetching messages").wait_for()
-    expect(later.locator("ol.messages li")).to_have_count(0)
     later.evaluate("releaseReadingStore()")
     wait_for_messages(later, 2)
     expect(item(later, "Folded: contains the muted “hush”")).to_have_count(1)

@@ -14,6 +14,14 @@ export function moveFocus(node) {
   node.focus();
 }
 
+/** Focus `node` at the end of work the user started with focus on `before`, unless
+ *  they have moved it since (to a field they are typing in, say): taking it from
+ *  there would send their next keys elsewhere. */
+export function moveFocusUnlessMoved(node, before) {
+  const active = document.activeElement;
+  if (!active || active === document.body || active === before) moveFocus(node);
+}
+
 /** Give focus back to `node` when nothing holds it any more (it fell to the body). */
 export function keepFocus(node) {
   const active = document.activeElement;

@@ -30,8 +30,8 @@ import {
 } from "./reading.js";
 import { hideShare, showShare } from "./share.js";
 import { reportWipe } from "./wipe.js";
-import { openNotifications } from "./notify.js";
-import { moveFocus } from "./focus.js";
+import { closeNotifications, openNotifications } from "./notify.js";
+import { moveFocus, moveFocusUnlessMoved } from "./focus.js";
 import { formatDate, formatSize, t, tn } from "./i18n.js";
 
 let current = null; // { keyPair, session, publicKey, link, prompt, opened: decrypted messages }
@@ -147,52 +147,52 @@ async function deleteMessage(id, item) {
   }
 }
 
-async function openInbox(keyPair) {
+// Returns whether this inbox is still the one shown once it has opened: another may
+// be opened before this one has finished (a key file chosen while the stored inbox
+// opens itself), and this one then stops at its next step. Focus goes to the messages
+// unless the user moved it elsewhere since `focusedBefore`.
+async function openInbox(keyPair, { focusedBefore = document.activeElement } = {}) {
   const publicKey = b64encode(keyPair.publicKey);
   const link = `${location.origin}/to/${publicKey}`;
-  current = { keyPair, publicKey, link, prompt: "", opened: [], session: inboxSession(keyPair) };
-  // Another inbox may be opened before this one has finished (a key file chosen while
-  // the stored inbox opens itself): this one then stops at its next step.
-  const opening = current;
+  const opening = { keyPair, publicKey, link, prompt: "", opened: [], session: inboxSession(keyPair) };
+  current = opening;
   const stillOpening = () => current === opening;
-  const focusedBefore = document.activeElement;
   history.replaceState(null, "", `#${publicKey}`);
   $("#key-file-note").textContent = "";
   $("#inbox").hidden = false;
   $("#inbox-link").value = link;
+  // Nothing of the previous inbox stays meanwhile: its prompt, its link's QR code and
+  // its notifications panel, which would still act on it.
+  $("#inbox-prompt").textContent = "";
+  hideShare();
+  closeNotifications();
   $("#messages").replaceChildren();
   stopReading();
   $("#conversations").replaceChildren();
   showInboxSafetyWords(keyPair.publicKey);
   showUsage(null);
   await loadSettings(); // first: the panel must not show the previous inbox's settings
-  if (!stillOpening()) return;
+  if (!stillOpening()) return false;
   try {
     const info = await request("GET", `/api/v1/inboxes/${publicKey}`);
-    if (!stillOpening()) return;
-    current.prompt = info.prompt ?? "";
+    if (!stillOpening()) return false;
+    opening.prompt = info.prompt ?? "";
     $("#inbox-prompt").replaceChildren(...(info.prompt
       ? [t("Prompt:"), " ", element("bdi", { translate: "no" }, info.prompt)]
       : []));
-    showShare(link, current.prompt);
+    showShare(link, opening.prompt);
   } catch (err) {
-    if (!stillOpening()) return;
-    $("#inbox-prompt").textContent = "";
-    hideShare();
+    if (!stillOpening()) return false;
     say(err.code === "unknown_inbox"
       ? t("This server has no inbox for this key (it may have been deleted).")
       : t("Could not load the inbox: {error}", { error: err.message }), "error");
-    return;
+    return true;
   }
   await refresh();
-  if (!stillOpening()) return;
-  // To the messages, unless the user has moved on meanwhile (typing a reply already):
-  // taking focus from a field would send their next keys elsewhere.
-  const focused = document.activeElement;
-  if (!focused || focused === document.body || focused === focusedBefore) {
-    moveFocus($("#messages-heading"));
-  }
+  if (!stillOpening()) return false;
+  moveFocusUnlessMoved($("#messages-heading"), focusedBefore);
   await openNotifications(opening.session);
+  return stillOpening();
 }
 
 async function showStoredInboxes() {
@@ -221,6 +221,7 @@ async function showStoredInboxes() {
 async function openKeyFile(event) {
   const [file] = event.target.files;
   if (!file) return;
+  const focusedBefore = document.activeElement;
   let keyFile;
   try {
     // The bytes, not file.text(): that would drop a byte-order mark from the size and
@@ -250,7 +251,7 @@ async function openKeyFile(event) {
   } catch {
     // Not stored (private mode): the inbox still opens for this visit.
   }
-  await openInbox(keyPair);
+  if (!await openInbox(keyPair, { focusedBefore })) return; // another inbox took its place
   $("#key-file-note").textContent = keyFile.server && !isThisOrigin(keyFile.server)
     ? t("This key file was made for {server}; the inbox shown is the one on this server.", { server: keyFile.server })
     : "";
@@ -267,14 +268,16 @@ function isThisOrigin(server) {
 }
 
 // Open a key kept in this browser; it may have been removed in another tab meanwhile.
-async function openStored(publicKey) {
+// `unlessOpen`: not over an inbox the user opened while the key was being read.
+async function openStored(publicKey, { unlessOpen = false, focusedBefore = document.activeElement } = {}) {
   const stored = await loadKey(publicKey);
+  if (unlessOpen && current) return;
   if (!stored) {
     say(t("This key is no longer stored in this browser."), "error");
     await showStoredInboxes();
     return;
   }
-  await openInbox(stored.keyPair);
+  await openInbox(stored.keyPair, { focusedBefore });
 }
 
 async function forget() {
@@ -344,5 +347,6 @@ const records = await showStoredInboxes();
 const wanted = wiped ? "" : location.hash.slice(1);
 const stored = wanted && records.some((record) => record.publicKey === wanted) ? wanted
   : records.length === 1 ? records[0].publicKey : null;
-// Not over an inbox the user opened meanwhile (a key file chosen while storage answered).
-if (stored && !current) await openStored(stored);
+// Not over an inbox the user opened meanwhile (a key file chosen while storage answered),
+// and focus goes to its messages only if the user has not moved it since the page opened.
+if (stored && !current) await openStored(stored, { unlessOpen: true, focusedBefore: document.body });

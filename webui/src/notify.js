@@ -129,6 +129,13 @@ function saveSettings() {
   return save({ webhook: webhook || null }, t("Notification settings saved."));
 }
 
+// Called by the inbox page as another inbox starts opening: the panel must not act on
+// the previous one meanwhile.
+export function closeNotifications() {
+  session = null;
+  $("#notify").hidden = true;
+}
+
 // Called by the inbox page when an inbox opens; hides the panel if the server has none.
 export async function openNotifications(inboxSession) {
   session = inboxSession;

@@ -65,11 +65,13 @@ export function mutedPhraseIn(text) {
 
 async function loadMuted() {
   try {
-    muted = (await get(MUTED_KEY, store)) ?? [];
+    const stored = (await get(MUTED_KEY, store)) ?? [];
+    matchers = stored.map(phraseMatcher);
+    muted = stored;
   } catch {
-    muted = []; // storage refused (private mode): nothing muted yet
+    muted = []; // storage refused (private mode), or not a list of phrases: nothing muted
+    matchers = [];
   }
-  matchers = muted.map(phraseMatcher);
 }
 
 async function saveMuted(phrases) {
@@ -305,13 +307,17 @@ addDeviceBackupState("muted", {
   },
 });
 
-$("#mark-all-read").addEventListener("click", markAllRead);
-$("#mute-form").addEventListener("submit", addMuted);
 // Loaded without a top-level await: that would hold back every module importing this
 // one, and the inbox page would not answer its controls (a key file chosen, a panel
 // opened) until storage had (seconds on a slow device). What reads the phrases waits.
-const mutedLoaded = loadMuted().then(showMutedList);
+const mutedLoaded = loadMuted().then(() => {
+  showMutedList();
+  refold();
+});
 
 /** Resolves once the muted phrases are loaded: messages are drawn after it, so that
  *  the first drawing already folds what is muted. */
 export const mutedReady = () => mutedLoaded;
+
+$("#mark-all-read").addEventListener("click", markAllRead);
+$("#mute-form").addEventListener("submit", addMuted);
