@@ -287,11 +287,12 @@ def test_without_a_folder_for_its_socket_the_server_runs_without_a_writer(
 
 
 def test_the_writer_opens_the_storage_without_flask(tmp_path):
-    """The writer process wires the instance's storage without the web app: it starts
-    sooner and smaller (docs/PERFORMANCE.md, "What the writer costs")."""
+    """The writer process imports its code and wires the instance's storage without the
+    web app: it starts sooner and smaller (docs/PERFORMANCE.md, "What the writer costs")."""
     code = (
         "import sys\n"
         "from secretlink.ops import writer\n"
+        "from secretlink.store import writer_process\n"  # what the writer's main() runs
         "from pathlib import Path\n"
         "from secretlink.settings import Settings\n"
         "from secretlink.store.instance import open_storage\n"

@@ -59,12 +59,13 @@ def remove_stale_folders(parent: str | None = None) -> None:
 
 
 def _running(pid: int) -> bool:
+    """Whether a process with this pid exists (signal 0 checks without sending one)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        pass  # another user's process
+        return True  # it exists, and belongs to another user
     return True
 
 

@@ -340,18 +340,21 @@ class Budgets:
         # messages tested at once both see each other, so neither overshoots (at the
         # window's last place, both may be refused).
         self.change_held(counters, +1)
-        try:
-            full = [
-                (item, ids)
-                for item, ids in rules
-                if not self._strategy.test(item, "secretlink", *ids, cost=self._held[ids])
-            ]
+        try:  # the first window without room, if any (the rest are not read)
+            full = next(
+                (
+                    (item, ids)
+                    for item, ids in rules
+                    if not self._strategy.test(item, "secretlink", *ids, cost=self._held[ids])
+                ),
+                None,
+            )
         except BaseException:  # the counters' storage failed (Redis down): no place kept
             self.change_held(counters, -1)
             raise
-        if full:
+        if full is not None:
             self.change_held(counters, -1)
-            item, ids = full[0]
+            item, ids = full
             who = "this inbox" if ids[1] == "send-inbox" else "this server"
             self._refuse(item, ids, f"{who} received too many messages in the last {_period(item)}")
         return MessagePlace(self, public_key, counters)
